@@ -1,0 +1,135 @@
+"""`cogumi`: one CLI, one sub-command per stage plus `demo` and `pipeline`.
+
+Only the standard library and the config are imported at start-up, so `cogumi --help` is instant;
+each stage imports its heavy libraries when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from cogumi_ray.errors import CogumiError
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set train.max_steps=10` -> {"train.max_steps": 10} (values parsed as YAML scalars)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise CogumiError(f"--set expects KEY=VALUE (e.g. train.max_steps=10), got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _add_common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    if config_required:
+        p.add_argument("config", help="pipeline config YAML (see configs/demo.yaml)")
+    else:
+        p.add_argument("--config", "-c", default=None, help="config YAML (default: embedded default)")
+    p.add_argument("--name", default=None, help="run name (overrides run.name)")
+    p.add_argument("--root", default=None, help="runs root dir or URI (overrides run.root)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.max_steps=10 (repeatable)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="re-run STAGE even if its config and inputs are unchanged (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted stage from its last checkpoint")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cogumi_ray.pipeline import STAGES
+
+    parser = argparse.ArgumentParser(prog="cogumi", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on the embedded default + summary")
+    _add_common(demo)
+    demo.set_defaults(handler=_cmd_pipeline, only=None, until=None)
+
+    pipe = sub.add_parser("pipeline", help="run or inspect a pipeline")
+    pipe_sub = pipe.add_subparsers(dest="pipe_cmd", required=True, metavar="ACTION")
+    run = pipe_sub.add_parser("run", help="run every stage of CONFIG (unchanged stages are skipped)")
+    _add_common(run, config_required=True)
+    run.add_argument("--until", default=None, metavar="STAGE", help="stop after STAGE")
+    run.set_defaults(handler=_cmd_pipeline, only=None)
+    show = pipe_sub.add_parser("status", help="print the run manifest's stage table")
+    _add_common(show)
+    show.set_defaults(handler=_cmd_status)
+
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for stage in STAGES:
+        *group_words, leaf = stage.command
+        parent = sub
+        for word in group_words:
+            if word not in groups:
+                g = sub.add_parser(word, help=f"{word} stages")
+                groups[word] = g.add_subparsers(dest=f"{word}_cmd", required=True, metavar="ACTION")
+            parent = groups[word]
+        p = parent.add_parser(leaf, help=stage.help, description=stage.help)
+        _add_common(p)
+        for opt in stage.options:
+            p.add_argument(opt.flag, dest=f"opt::{opt.key}", type=opt.type, help=opt.help,
+                           metavar=opt.flag.lstrip("-").upper(),
+                           action="append" if opt.many else "store", default=None)
+        p.set_defaults(handler=_cmd_pipeline, only=[stage.name], until=None)
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from cogumi_ray.config import load_config
+
+    overrides = _parse_set(args.sets)
+    for key, value in vars(args).items():
+        if key.startswith("opt::") and value is not None:
+            overrides[key[len("opt::"):]] = value
+    if args.name:
+        overrides["run.name"] = args.name
+    if args.root:
+        overrides["run.root"] = args.root
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from cogumi_ray.pipeline import run_pipeline
+    from cogumi_ray.report import print_summary
+
+    cfg = _load(args)
+    run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume)
+    print_summary(cfg.run_dir)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from cogumi_ray.report import print_summary
+
+    print_summary(_load(args).run_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.handler(args)
+    except CogumiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

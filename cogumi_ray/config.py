@@ -1,0 +1,107 @@
+"""The typed pipeline config: one section per area, loaded from YAML with errors that name key and file.
+
+The defaults of every section *are* the embedded default (tiny model, bundled task suite, local Ray),
+so `CogumiConfig()` is what `cogumi demo` runs and `configs/demo.yaml` only names the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from cogumi_ray.config_base import StrictModel
+from cogumi_ray.data.config import CurateConfig, SuiteConfig
+from cogumi_ray.errors import ConfigError
+from cogumi_ray.eval.config import EvalConfig
+from cogumi_ray.generate.config import GenerateConfig
+from cogumi_ray.judge.config import DistillConfig, FailuresConfig, JudgeConfig
+from cogumi_ray.models.config import ModelConfig
+from cogumi_ray.train.config import ModifiersConfig, TrainConfig
+
+
+class RunConfig(StrictModel):
+    name: str = Field("demo", description="Run name: the run lives in <root>/<name>/.")
+    root: str = Field("runs", description="Directory or URI (s3://, gs://) holding runs.")
+    seed: int = Field(0, description="Global seed for every stage that samples.")
+
+
+class RayConfig(StrictModel):
+    address: str | None = Field(
+        None, description="Ray cluster address ('auto' inside `ray job submit`); None starts local Ray."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; None = all.")
+    include_dashboard: bool = Field(False, description="Start the dashboard with a local Ray.")
+    object_store_memory_mb: int | None = Field(
+        None, ge=64, description="Object store size for a local Ray (MiB); None = Ray's default."
+    )
+
+
+class CogumiConfig(StrictModel):
+    run: RunConfig = Field(default_factory=RunConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    suite: SuiteConfig = Field(default_factory=SuiteConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    failures: FailuresConfig = Field(default_factory=FailuresConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    modifiers: ModifiersConfig = Field(default_factory=ModifiersConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> str:
+        from cogumi_ray.storage import join
+
+        return join(self.run.root, self.run.name)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (check spelling; see configs/demo.yaml)")
+        else:
+            lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> CogumiConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config in {source}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return CogumiConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CogumiConfig:
+    """Load a YAML config (None = the embedded default), then apply dotted overrides."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    source = "<embedded default>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file {source} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {source} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"invalid config in {source}: top level must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        node[leaf] = value
+    return config_from_dict(data, source)

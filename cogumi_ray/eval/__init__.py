@@ -1,0 +1,1 @@
+"""Evaluation harness: benchmarks (HumanEval, GSM8K, task suite), quality gates."""

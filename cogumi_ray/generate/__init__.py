@@ -1,0 +1,1 @@
+"""Generation engines (HF, llama.cpp, OpenAI-compatible HTTP, vLLM) and Ray Data batch generation."""

@@ -1,0 +1,1 @@
+"""Judging: verifier and LLM judges on Ray Data, failure analysis, distillation."""

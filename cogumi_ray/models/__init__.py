@@ -1,0 +1,1 @@
+"""Models: tiny Llama + tokenizer factory, loading HF folders, the one chat template, GGUF export."""

@@ -1,0 +1,138 @@
+"""The pipeline: an ordered registry of stages, each a `module:function` called lazily as
+`fn(cfg, ctx, inputs) -> StageOutput`, wired by named outputs ("stage.output") and recorded in the
+run manifest. The CLI, `cogumi demo` and the tests all run stages through `run_pipeline`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cogumi_ray.errors import RunError
+
+if TYPE_CHECKING:  # keep `cogumi --help` free of pydantic/fsspec imports
+    from cogumi_ray.config import CogumiConfig
+    from cogumi_ray.runs import RunContext, StageOutput
+
+log = logging.getLogger(__name__)
+
+StageFn = Callable[["CogumiConfig", "RunContext", dict[str, str]], "StageOutput"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A stage-specific CLI flag that sets one config key (`--domain code` -> modifiers.domains)."""
+
+    flag: str
+    key: str
+    help: str
+    type: Callable[[str], Any] = str
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str  # "module:function", imported only when the stage runs
+    sections: tuple[str, ...]  # config sections whose values the stage's hash covers
+    inputs: Callable[[CogumiConfig], dict[str, str]]  # input name -> "stage.output" or a path/URI
+    command: tuple[str, ...]  # CLI words, e.g. ("data", "curate")
+    help: str
+    options: tuple[Option, ...] = field(default_factory=tuple)
+    uses_ray: bool = True
+
+    def load(self) -> StageFn:
+        module, _, fn = self.target.partition(":")
+        return getattr(importlib.import_module(module), fn)
+
+
+def _curate_inputs(cfg: CogumiConfig) -> dict[str, str]:
+    if cfg.curate.inputs:
+        return {f"source{i}": p for i, p in enumerate(cfg.curate.inputs)}
+    return {"source0": "suite.raw"}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="suite",
+        target="cogumi_ray.data.suite.stage:run",
+        sections=("suite",),
+        inputs=lambda cfg: {},
+        command=("data", "generate"),
+        help="Generate the bundled, verifiable task suite (with planted mess for curation).",
+        uses_ray=False,
+    ),
+    Stage(
+        name="curate",
+        target="cogumi_ray.data.curate:run",
+        sections=("curate",),
+        inputs=_curate_inputs,
+        command=("data", "curate"),
+        help="Read, normalise, filter, deduplicate (MinHash LSH on Ray Data) and split.",
+        options=(Option("--input", "curate.inputs", "JSONL/Parquet file, dir or URI", many=True),),
+    ),
+)
+
+
+def stage_by_name(name: str) -> Stage:
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise RunError(f"unknown stage {name!r}; stages are {[s.name for s in STAGES]}")
+
+
+def _is_ref(value: str) -> bool:
+    stage, dot, _ = value.partition(".")
+    return bool(dot) and "/" not in value and any(s.name == stage for s in STAGES)
+
+
+def run_pipeline(
+    cfg: CogumiConfig,
+    *,
+    only: Iterable[str] | None = None,
+    until: str | None = None,
+    force: Iterable[str] = (),
+    resume: bool = False,
+) -> dict[str, StageOutput]:
+    """Run the stages in order (all, `only` some, or up to `until`), skipping unchanged ones."""
+    from cogumi_ray import storage
+    from cogumi_ray.cluster import init_ray
+    from cogumi_ray.runs import RunContext
+
+    force = set(force)
+    for name in force | set(only or ()) | ({until} if until else set()):
+        stage_by_name(name)
+    selected: list[Stage] = []
+    for s in STAGES:
+        if only is None or s.name in set(only):
+            selected.append(s)
+        if until and s.name == until:
+            break
+    ctx = RunContext(cfg.run_dir, name=cfg.run.name, resume=resume)
+    results: dict[str, StageOutput] = {}
+    for stage in selected:
+        inputs: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        for key, ref in stage.inputs(cfg).items():
+            if _is_ref(ref):
+                inputs[key], hashes[key] = ctx.output(ref), ctx.output_hash(ref)
+            else:
+                if not storage.exists(ref):
+                    raise RunError(f"stage {stage.name}: input {key} = {ref!r} does not exist")
+                inputs[key], hashes[key] = ref, storage.content_hash(ref)
+        if stage.uses_ray:
+            init_ray(cfg.ray)
+        section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}
+        fn = stage.load()
+        log.info("stage %s: starting", stage.name)
+        results[stage.name] = ctx.run_stage(
+            stage.name,
+            lambda fn=fn, inputs=inputs: fn(cfg, ctx, inputs),
+            section_cfg,
+            hashes,
+            force=stage.name in force,
+        )
+    return results

@@ -1,0 +1,105 @@
+"""Paths that may be local or fsspec URIs (s3://, gs://), atomic writes, and content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+def fs_and_path(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Split a path or URI into its filesystem and the path within it."""
+    fs, path = url_to_fs(str(uri))
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path components, keeping a URI scheme intact."""
+    out = str(base).rstrip("/")
+    for p in parts:
+        out = f"{out}/{str(p).strip('/')}"
+    return out
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in str(uri) or str(uri).startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    """The OS path of a local path or file:// URI (libraries like HF need plain paths)."""
+    s = str(uri)
+    return s[len("file://"):] if s.startswith("file://") else s
+
+
+def exists(uri: str) -> bool:
+    fs, path = fs_and_path(uri)
+    return fs.exists(path)
+
+
+def makedirs(uri: str) -> None:
+    fs, path = fs_and_path(uri)
+    fs.makedirs(path, exist_ok=True)
+
+
+def atomic_write_bytes(uri: str, data: bytes) -> None:
+    """Write to a temporary sibling then rename, so readers never see a half-written file."""
+    fs, path = fs_and_path(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else "."
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    if is_local(uri):
+        os.replace(tmp, path)  # atomic on POSIX
+    else:
+        fs.mv(tmp, path)  # object stores: the final key appears at once on upload
+
+
+def atomic_write_text(uri: str, text: str) -> None:
+    atomic_write_bytes(uri, text.encode("utf-8"))
+
+
+def atomic_write_json(uri: str, obj: Any) -> None:
+    atomic_write_text(uri, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(uri: str) -> Any:
+    fs, path = fs_and_path(uri)
+    with fs.open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def content_hash(uri: str) -> str:
+    """Hash of a file, or of a directory tree (relative names + contents), by streaming blake2b."""
+    fs, path = fs_and_path(uri)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"cannot hash {uri!r}: it does not exist")
+    h = hashlib.blake2b(digest_size=16)
+    if fs.isdir(path):
+        files = sorted(p for p in fs.find(path) if not fs.isdir(p))
+        for p in files:
+            rel = p[len(path.rstrip("/")) + 1:]
+            if rel.split("/")[-1].startswith(".") or ".tmp-" in rel:
+                continue  # hidden and temporary files are not content
+            h.update(rel.encode())
+            _hash_file(fs, p, h)
+    else:
+        _hash_file(fs, path, h)
+    return h.hexdigest()
+
+
+def _hash_file(fs: fsspec.AbstractFileSystem, path: str, h: Any) -> None:
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+
+
+def hash_object(obj: Any) -> str:
+    """Stable hash of a JSON-serialisable object (configs)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()

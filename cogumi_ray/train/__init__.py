@@ -1,0 +1,1 @@
+"""Training on Ray Train: full-precision SFT of the base, LoRA modifiers, backends."""
