@@ -7,7 +7,6 @@ each stage imports its heavy libraries when it runs.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Any

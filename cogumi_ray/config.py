@@ -72,7 +72,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> CogumiConfig:
     if not isinstance(data, dict):
-        raise ConfigError(f"invalid config in {source}: top level must be a mapping, got {type(data).__name__}")
+        kind = type(data).__name__
+        raise ConfigError(f"invalid config in {source}: top level must be a mapping, got {kind}")
     try:
         return CogumiConfig.model_validate(data)
     except ValidationError as e:

@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from cogumi_ray.config import CogumiConfig, load_config
+from cogumi_ray.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_embedded_default_is_valid_and_demo_yaml_loads():
+    cfg = load_config(REPO / "configs" / "demo.yaml")
+    assert cfg.run.name == "demo"
+    assert isinstance(cfg, CogumiConfig)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("curate:\n  dedup:\n    threshhold: 0.8\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert str(p) in msg and "curate.dedup.threshhold" in msg and "unknown key" in msg
+
+
+def test_wrong_type_is_reported(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("suite:\n  examples_per_domain: many\n")
+    with pytest.raises(ConfigError, match="suite.examples_per_domain"):
+        load_config(p)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    p.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(p)
+
+
+def test_overrides_apply_and_validate():
+    cfg = load_config(None, {"run.name": "x", "curate.dedup.threshold": 0.9})
+    assert cfg.run.name == "x" and cfg.curate.dedup.threshold == 0.9
+    with pytest.raises(ConfigError, match="bands\\*rows"):
+        load_config(None, {"curate.dedup.bands": 10})
