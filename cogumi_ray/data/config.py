@@ -54,9 +54,20 @@ class DedupConfig(StrictModel):
 
 
 class SplitConfig(StrictModel):
+    """Stratified train/val/test split: every (domain, difficulty) stratum is split in proportion."""
+
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Validation share per stratum.")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="Held-out test share per stratum.")
-    seed: int = Field(0, description="Split seed.")
+    seed: int = Field(0, description="Split seed (same seed and rows -> same assignment).")
+
+    @model_validator(mode="after")
+    def _room_for_train(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 (got {self.val_fraction} + "
+                f"{self.test_fraction}); lower one so train keeps some rows"
+            )
+        return self
 
 
 class CurateConfig(StrictModel):
@@ -66,10 +77,34 @@ class CurateConfig(StrictModel):
         default_factory=list,
         description="JSONL/Parquet files, directories or URIs; empty = the generated task suite.",
     )
-    min_tokens: int = Field(3, ge=0, description="Drop rows with fewer tokens (instruction+response).")
+    min_tokens: int = Field(
+        3, ge=0,
+        description="Drop rows with fewer tokens (instruction+response, regex approximation of "
+        "subword tokens: see cogumi_ray/data/filters/length.py).",
+    )
     max_tokens: int = Field(1024, ge=1, description="Drop rows with more tokens.")
-    english_only: bool = Field(True, description="Drop rows not detected as English.")
-    min_english_prob: float = Field(0.5, ge=0, le=1, description="Language-detector confidence needed.")
-    pii: Literal["scrub", "drop", "keep"] = Field("scrub", description="What to do with PII rows.")
+    english_only: bool = Field(True, description="Drop rows detected as not English (py3langid).")
+    min_english_prob: float = Field(
+        0.1, ge=0, le=1,
+        description="Keep a row whose English probability reaches this even when another language "
+        "scores higher (short English text spreads probability over related languages).",
+    )
+    min_lang_letters: int = Field(
+        20, ge=0,
+        description="ASCII-only rows with fewer letters in their natural-language part (code, JSON "
+        "and numbers removed) are too short to judge and are kept.",
+    )
+    pii: Literal["scrub", "drop", "keep"] = Field(
+        "scrub", description="PII (emails, phones, API keys/secrets): replace by placeholders "
+        "like [EMAIL], drop the row, or keep it untouched.",
+    )
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _token_bounds(self) -> CurateConfig:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(
+                f"min_tokens ({self.min_tokens}) must be <= max_tokens ({self.max_tokens})"
+            )
+        return self
