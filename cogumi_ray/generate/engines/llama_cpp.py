@@ -1,0 +1,123 @@
+"""llama.cpp engine: a GGUF file through llama-cpp-python, prompts built exactly as in training.
+
+We build the prompt token ids ourselves rather than letting llama.cpp pick a chat handler: with the
+model's HF tokenizer beside the GGUF (the exporter writes it there) the ids are the ones training
+saw; without one, the GGUF's embedded Jinja chat template is rendered and tokenized by llama.cpp.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from cogumi_ray.errors import MissingDependencyError
+from cogumi_ray.generate.config import EngineConfig, GenParams
+from cogumi_ray.generate.engines.base import Completion, EngineError, cut_at_stop
+
+log = logging.getLogger(__name__)
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def _find_tokenizer_dir(gguf: str, explicit: str | None) -> str | None:
+    if explicit:
+        if not os.path.isdir(explicit):
+            raise EngineError(
+                f"generate.engine.llama_cpp.tokenizer = {explicit!r} is not a directory; "
+                "point it at the HF model folder the GGUF was exported from, or set it to null"
+            )
+        return explicit
+    folder = os.path.dirname(os.path.abspath(gguf))
+    return folder if any(os.path.isfile(os.path.join(folder, f)) for f in _TOKENIZER_FILES) else None
+
+
+class LlamaCppEngine:
+    name = "llama_cpp"
+
+    def __init__(self, cfg: EngineConfig, model: str) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as e:
+            raise MissingDependencyError(
+                "llama-cpp-python", "pip install 'llama-cpp-python>=0.3.16,<0.4'", str(e)
+            ) from e
+        if not os.path.isfile(model):
+            raise EngineError(
+                f"GGUF file {model!r} does not exist; set generate.engine.model to a .gguf file "
+                "(e.g. the compress stage's output)"
+            )
+        self.cfg = cfg.llama_cpp
+        try:
+            self.llm = Llama(
+                model_path=model, n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
+                n_gpu_layers=self.cfg.n_gpu_layers, verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise EngineError(f"llama.cpp cannot load {model!r}: {e}") from e
+        self.model_path = model
+        self._hf_tokenizer: Any = None
+        self._formatter: Any = None
+        tok_dir = _find_tokenizer_dir(model, self.cfg.tokenizer)
+        if tok_dir:
+            from transformers import AutoTokenizer
+
+            self._hf_tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        else:
+            self._formatter = self._embedded_formatter()
+
+    def _embedded_formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise EngineError(
+                f"{self.model_path!r} has no embedded chat template and no HF tokenizer beside it; "
+                "set generate.engine.llama_cpp.tokenizer to the HF folder it was exported from"
+            )
+        detok = self.llm.detokenize
+        return Jinja2ChatFormatter(
+            template,
+            eos_token=detok([self.llm.token_eos()], special=True).decode("utf-8", "replace"),
+            bos_token=detok([self.llm.token_bos()], special=True).decode("utf-8", "replace"),
+            add_generation_prompt=True,
+        )
+
+    def prompt_ids(self, instruction: str) -> list[int]:
+        """The token ids fed to llama.cpp for one instruction (chat template applied)."""
+        if self._hf_tokenizer is not None:
+            from cogumi_ray.models.chat import build_prompt
+
+            text = build_prompt(self._hf_tokenizer, instruction)
+            # The template emits BOS itself, as in training; don't add a second one.
+            return list(self._hf_tokenizer(text, add_special_tokens=False)["input_ids"])
+        text = self._formatter(messages=[{"role": "user", "content": instruction}]).prompt
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def generate(self, prompts: list[str], params: GenParams) -> list[Completion]:
+        out = []
+        for instruction in prompts:  # llama-cpp-python's high-level API serves one sequence
+            ids = self.prompt_ids(instruction)
+            t0 = time.perf_counter()
+            try:
+                res = self.llm.create_completion(
+                    ids, max_tokens=params.max_new_tokens, temperature=params.temperature,
+                    top_p=params.top_p, stop=list(params.stop) or None, seed=params.seed,
+                    # llama.cpp's own defaults (top_k 40, min_p 0.05) would make sampling differ
+                    # from the HF engine's; match HF (top_k 50, no min_p, no repeat penalty).
+                    top_k=50, min_p=0.0, repeat_penalty=1.0,
+                )
+            except ValueError as e:  # e.g. prompt longer than n_ctx
+                raise EngineError(f"llama.cpp generate failed on {self.model_path!r}: {e}") from e
+            choice, usage = res["choices"][0], res["usage"]
+            text, _ = cut_at_stop(choice["text"], params.stop)
+            reason = "length" if choice.get("finish_reason") == "length" else "stop"
+            out.append(Completion(text, usage["prompt_tokens"], usage["completion_tokens"],
+                                  time.perf_counter() - t0, reason))
+        return out
+
+    def close(self) -> None:
+        if getattr(self, "llm", None) is not None:
+            self.llm.close()
+            self.llm = None
