@@ -26,3 +26,68 @@ def ray_session():
         )
     yield ray
     ray.shutdown()
+
+
+def tiny_pairs(n: int = 240) -> list[tuple[str, str]]:
+    """Deterministic suite-like (instruction, response) pairs for building test models."""
+    import random
+
+    rng = random.Random(0)
+    pairs: list[tuple[str, str]] = []
+    for i in range(n):
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        kind = i % 3
+        if kind == 0:
+            pairs.append((f"What is {a} + {b}? Answer with the number only.", str(a + b)))
+        elif kind == 1:
+            xs = [rng.randint(0, 9) for _ in range(4)]
+            pairs.append((f"Sort the list {xs} in ascending order.", str(sorted(xs))))
+        else:
+            pairs.append((f"Write a Python function add_{a}(x) that returns x + {a}.",
+                          f"def add_{a}(x):\n    return x + {a}"))
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """The tiny Llama (random init, seeded) + its tokenizer, built once per test session."""
+    from cogumi_ray.models.config import ModelConfig
+    from cogumi_ray.models.tiny import build_tiny
+
+    texts = [t for pair in tiny_pairs() for t in pair]
+    return build_tiny(ModelConfig(), texts, str(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_model_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """`tiny_model_dir` after a few plain-torch SFT steps on `tiny_pairs`: peaked, non-degenerate
+    next-token distributions (greedy decoding is not a coin toss among near-ties)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cogumi_ray.models.chat import build_sft_pair, encode_chat
+
+    torch.set_num_threads(2)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    seqs = [encode_chat(tok, build_sft_pair(tok, i, r)[1]) for i, r in tiny_pairs()]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), tok.pad_token_id)
+    labels = torch.full((len(seqs), width), -100)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s)
+        labels[row, : len(s)] = torch.tensor(s)
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(40):
+        idx = torch.randint(0, len(seqs), (16,), generator=gen)
+        loss = model(input_ids=ids[idx], attention_mask=(labels[idx] != -100).long(),
+                     labels=labels[idx]).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    out = str(tmp_path_factory.mktemp("tiny_sft_model"))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
