@@ -74,6 +74,15 @@ STAGES: tuple[Stage, ...] = (
         help="Read, normalise, filter, deduplicate (MinHash LSH on Ray Data) and split.",
         options=(Option("--input", "curate.inputs", "JSONL/Parquet file, dir or URI", many=True),),
     ),
+    Stage(
+        name="model",
+        target="cogumi_ray.models.stage:run",
+        sections=("model",),
+        inputs=lambda cfg: {"train": "curate.train"} if cfg.model.source == "tiny" else {},
+        command=("model", "build"),
+        help="Build the tiny Llama + tokenizer from the curated data, or check a HF model folder.",
+        uses_ray=False,
+    ),
 )
 
 
