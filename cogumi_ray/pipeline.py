@@ -55,6 +55,17 @@ def _curate_inputs(cfg: CogumiConfig) -> dict[str, str]:
     return {"source0": "suite.raw"}
 
 
+def _model_input(engine: Any) -> dict[str, str]:
+    """An engine's model: its explicit path, else the trained base (the built model until a
+    `train_base` stage is registered); an OpenAI-compatible endpoint needs none."""
+    if engine.kind == "openai":
+        return {}
+    if engine.model:
+        return {"model": engine.model}
+    trained = any(s.name == "train_base" for s in STAGES)
+    return {"model": "train_base.model" if trained else "model.model"}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="suite",
@@ -81,6 +92,52 @@ STAGES: tuple[Stage, ...] = (
         inputs=lambda cfg: {"train": "curate.train"} if cfg.model.source == "tiny" else {},
         command=("model", "build"),
         help="Build the tiny Llama + tokenizer from the curated data, or check a HF model folder.",
+        uses_ray=False,
+    ),
+    Stage(
+        name="generate",
+        target="cogumi_ray.generate.stage:run",
+        sections=("generate",),
+        inputs=lambda cfg: {
+            **_model_input(cfg.generate.engine),
+            "data": cfg.generate.data or f"curate.{cfg.generate.split}",
+        },
+        command=("generate",),
+        help="Answer a dataset split with a model on Ray Data (engine actors) into Parquet.",
+        options=(
+            Option("--engine", "generate.engine.kind", "hf, llama_cpp, openai or vllm"),
+            Option("--model", "generate.engine.model", "HF folder or .gguf (default: the base)"),
+            Option("--split", "generate.split", "curated split to answer (train, val, test)"),
+            Option("--limit", "generate.limit", "answer only the first N rows", type=int),
+        ),
+    ),
+    Stage(
+        name="eval_base",
+        target="cogumi_ray.eval.stage:run_base",
+        sections=("generate", "eval"),
+        inputs=lambda cfg: {
+            **_model_input(cfg.eval.engine or cfg.generate.engine),
+            "test": f"curate.{cfg.eval.suite_split}",
+        },
+        command=("eval-base",),
+        help="Pass rate of the base model on the held-out task suite, per domain and difficulty.",
+        uses_ray=False,
+    ),
+    Stage(
+        name="eval",
+        target="cogumi_ray.eval.stage:run",
+        sections=("generate", "eval"),
+        inputs=lambda cfg: {
+            **_model_input(cfg.eval.engine or cfg.generate.engine),
+            **({"test": f"curate.{cfg.eval.suite_split}"} if "suite" in cfg.eval.benchmarks else {}),
+        },
+        command=("eval",),
+        help="Benchmarks (HumanEval, GSM8K, task suite) with quality gates; exits 2 if a gate fails.",
+        options=(
+            Option("--benchmark", "eval.benchmarks", "humaneval, gsm8k or suite", many=True),
+            Option("--engine", "eval.engine.kind", "hf, llama_cpp, openai or vllm"),
+            Option("--model", "eval.engine.model", "HF folder or .gguf (default: the base)"),
+        ),
         uses_ray=False,
     ),
 )

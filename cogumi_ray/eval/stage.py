@@ -1,0 +1,121 @@
+"""Pipeline stages of the harness.
+
+- `eval` (`cogumi eval`): the configured engine over HumanEval, GSM8K and the held-out suite;
+  report.json + items.parquet; unmet quality gates fail the stage (the CLI exits 2).
+- `eval_base`: the trained base's pass rates on the held-out suite split (per domain, per
+  difficulty), the number later stages (distillation, modifiers) have to beat.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from cogumi_ray import storage
+from cogumi_ray.errors import EvalError
+
+if TYPE_CHECKING:
+    from cogumi_ray.config import CogumiConfig
+    from cogumi_ray.data.schema import Example
+    from cogumi_ray.eval.scores import ItemResult
+    from cogumi_ray.generate.config import EngineConfig
+    from cogumi_ray.runs import RunContext, StageOutput
+
+log = logging.getLogger(__name__)
+
+
+def read_examples(path: str) -> list[Example]:
+    """Examples from a Parquet file/dir or a JSONL file."""
+    import pyarrow.dataset as pads
+
+    from cogumi_ray.data.schema import Example
+
+    fs, p = storage.fs_and_path(path)
+    if not fs.exists(p):
+        raise EvalError(f"examples file {path!r} does not exist")
+    try:
+        if p.endswith((".jsonl", ".json")):
+            with fs.open(p, "rt", encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        else:
+            rows = pads.dataset(p, filesystem=fs, format="parquet").to_table().to_pylist()
+        return [Example.from_row(r) for r in rows]
+    except (KeyError, ValueError, OSError) as e:
+        raise EvalError(f"cannot read Examples from {path!r}: {type(e).__name__}: {e}") from None
+
+
+def engine_config(cfg: CogumiConfig) -> EngineConfig:
+    return cfg.eval.engine or cfg.generate.engine
+
+
+def write_items(path: str, items: list[ItemResult]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([
+        {"benchmark": it.benchmark, "id": it.id, "passed": it.passed, "reason": it.reason,
+         "answer": it.answer, "group": json.dumps(it.group, sort_keys=True)}
+        for it in items
+    ], schema=pa.schema([("benchmark", pa.string()), ("id", pa.string()), ("passed", pa.bool_()),
+                         ("reason", pa.string()), ("answer", pa.string()), ("group", pa.string())]))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.atomic_write_bytes(path, buf.getvalue())
+
+
+def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    from cogumi_ray.eval.gates import enforce_gates, failed_gates
+    from cogumi_ray.eval.harness import evaluate
+    from cogumi_ray.generate.engines import make_engine
+    from cogumi_ray.runs import StageOutput
+
+    suite = read_examples(inputs["test"]) if "test" in inputs else None
+    engine = make_engine(engine_config(cfg), inputs.get("model"))
+    try:
+        report = evaluate(engine, cfg.eval, suite)
+    finally:
+        engine.close()
+    out_dir = ctx.stage_dir("eval")
+    scores = report.flat_scores()
+    failed = failed_gates(scores, cfg.eval.gates)
+    summary = {"scores": report.as_dict(), "gates": cfg.eval.gates, "failed_gates": failed}
+    storage.atomic_write_json(storage.join(out_dir, "report.json"), summary)
+    write_items(storage.join(out_dir, "items.parquet"), report.items())
+    enforce_gates(scores, cfg.eval.gates)  # after writing, so a failed run is still inspectable
+    metrics: dict[str, float | int] = {k: round(v, 4) for k, v in scores.items()}
+    for name, s in report.scores.items():
+        metrics[f"{name}.passed"], metrics[f"{name}.total"] = s.overall.passed, s.overall.total
+    return StageOutput(
+        outputs={"report": storage.join(out_dir, "report.json"),
+                 "items": storage.join(out_dir, "items.parquet")},
+        metrics=metrics,
+    )
+
+
+def run_base(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    from cogumi_ray.eval.suite import score_suite
+    from cogumi_ray.generate.engines import make_engine
+    from cogumi_ray.runs import StageOutput
+
+    examples = read_examples(inputs["test"])
+    if "suite" in cfg.eval.limit:
+        examples = examples[: cfg.eval.limit["suite"]]
+    engine = make_engine(engine_config(cfg), inputs.get("model"))
+    try:
+        score = score_suite(engine, examples, params=cfg.eval.params, batch_size=cfg.eval.batch_size,
+                            workers=cfg.eval.exec_workers)
+    finally:
+        engine.close()
+    out_dir = ctx.stage_dir("eval_base")
+    metrics = score.metrics()
+    storage.atomic_write_json(storage.join(out_dir, "score.json"), metrics)
+    write_items(storage.join(out_dir, "items.parquet"), score.items)
+    log.info("eval_base: pass rate %.3f (%d/%d)", score.pass_rate, score.overall.passed,
+             score.overall.total)
+    return StageOutput(
+        outputs={"score": storage.join(out_dir, "score.json"),
+                 "items": storage.join(out_dir, "items.parquet")},
+        metrics=metrics,
+    )
