@@ -1,0 +1,97 @@
+"""Anthropic judge client: the Messages API, and Message Batches for large runs (half price),
+through the official `anthropic` SDK. The SDK's own retries are off: the base class retries, so
+backoff, QPS and attempt counts follow judge config."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from cogumi_ray.judge.cache import JudgeCache
+from cogumi_ray.judge.clients.base import (
+    ChatRequest,
+    Failure,
+    JudgeClient,
+    Reply,
+    api_key_from_env,
+)
+from cogumi_ray.judge.config import JudgeConfig
+
+_RETRY_STATUS = {408, 409, 429}  # plus every 5xx (529 = overloaded)
+_FATAL_STATUS = {401, 403, 404}  # bad key, no access, unknown model: the same for every row
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class AnthropicClient(JudgeClient):
+    def __init__(self, cfg: JudgeConfig, cache: JudgeCache | None = None, qps: float | None = None):
+        import anthropic
+
+        super().__init__(cfg, cache, qps)
+        self._sdk = anthropic
+        self.client = anthropic.Anthropic(
+            api_key=api_key_from_env(cfg.key_env, cfg.judge),
+            base_url=cfg.base_url,
+            timeout=cfg.timeout_s,
+            max_retries=0,
+        )
+
+    def _params(self, req: ChatRequest) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "system": req.system,
+            "messages": [{"role": role, "content": text} for role, text in req.messages],
+        }
+
+    @staticmethod
+    def _reply(message: Any) -> Reply:
+        text = "".join(b.text for b in message.content if getattr(b, "type", "") == "text")
+        return Reply(text, message.usage.input_tokens, message.usage.output_tokens)
+
+    def _send(self, req: ChatRequest) -> Reply:
+        return self._reply(self.client.messages.create(**self._params(req)))
+
+    def _classify(self, exc: Exception) -> Failure:
+        sdk = self._sdk
+        if isinstance(exc, sdk.APIConnectionError):  # includes APITimeoutError
+            return Failure("retry", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, sdk.APIStatusError):
+            status = exc.status_code
+            msg = f"HTTP {status}: {exc.api_message or exc}"
+            if status in _RETRY_STATUS or status >= 500:
+                return Failure("retry", msg, _retry_after(exc))
+            if status in _FATAL_STATUS:
+                hint = f" (check the key in ${self.cfg.key_env})" if status in (401, 403) else ""
+                return Failure("fatal", f"{msg}{hint}")
+            return Failure("row", msg)
+        raise exc  # not an API failure: a bug, let it surface
+
+    # -- Message Batches --------------------------------------------------------------------
+    def _batch_submit(self, items: list[tuple[str, ChatRequest]]) -> str:
+        requests = [{"custom_id": key, "params": self._params(req)} for key, req in items]
+        return self.client.messages.batches.create(requests=requests).id
+
+    def _batch_state(self, batch_id: str) -> Literal["running", "ended", "failed"]:
+        status = self.client.messages.batches.retrieve(batch_id).processing_status
+        return "ended" if status == "ended" else "running"  # canceling ends as "ended" too
+
+    def _batch_results(self, batch_id: str) -> dict[str, Reply | str]:
+        out: dict[str, Reply | str] = {}
+        for line in self.client.messages.batches.results(batch_id):
+            result = line.result
+            if result.type == "succeeded":
+                out[line.custom_id] = self._reply(result.message)
+            elif result.type == "errored":
+                err = result.error.error
+                out[line.custom_id] = f"errored: {err.type}: {err.message}"
+            else:  # canceled / expired: never processed, nothing billed
+                out[line.custom_id] = result.type
+        return out

@@ -1,0 +1,293 @@
+"""What every LLM judge client shares: caching, retries with backoff, a QPS limit, bounded
+concurrency, provider batch jobs and cost accounting. A provider adds only the wire calls
+(`_send`, the `_batch_*` hooks) and `_classify` for its SDK's exceptions.
+
+Failure policy: 429/5xx/timeouts/connection errors are retried with exponential backoff and
+jitter; once retries are exhausted the request comes back with `error` set and the row becomes
+`unjudged` (never `fail`: the model under test did nothing wrong). Errors that no retry can fix
+for any row (bad key, unknown model) raise JudgeError at once instead of burning a whole run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from cogumi_ray.errors import JudgeError
+from cogumi_ray.judge.cache import JudgeCache
+from cogumi_ray.judge.config import JudgeConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One judge call: a system prompt and a conversation of (role, text) turns."""
+
+    system: str
+    messages: tuple[tuple[str, str], ...]
+    max_tokens: int
+    temperature: float = 0.0
+    schema: str | None = None  # JSON schema text for structured output, where the API takes one
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class ChatResult:
+    text: str | None  # None when the request failed for good (see error)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False  # served from the cache: this run paid nothing for it
+    error: str | None = None
+
+
+Kind = Literal["retry", "row", "fatal"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a provider classifies an exception: retry it, give up on this row, or stop the run."""
+
+    kind: Kind
+    message: str
+    retry_after_s: float | None = None
+
+
+class GaveUp(Exception):
+    """Retries exhausted or a row-level error; carries the message recorded on the row."""
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
+    """Exponential backoff with equal jitter (half fixed, half random, so delays still grow while
+    concurrent actors spread out); a server's Retry-After is honoured as a lower bound."""
+    cap = min(max_s, base_s * (2**attempt))
+    delay = cap / 2 + random.uniform(0, cap / 2)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, max_s))
+    return delay
+
+
+class TokenBucket:
+    """Thread-safe request-rate limiter: `rate` tokens per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, burst if burst is not None else rate)
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+def api_key_from_env(var: str | None, judge: str, required: bool = True) -> str | None:
+    """Read the key from the environment; the error names the variable, never a value."""
+    if var is None:
+        return None
+    key = os.environ.get(var)
+    if not key and required:
+        raise JudgeError(
+            f"judge {judge!r} needs an API key in the environment variable {var}, which is not set. "
+            f"To resolve: export {var}=... on every node (or pass it with "
+            f"`ray job submit --runtime-env-json '{{\"env_vars\": {{\"{var}\": ...}}}}'`), "
+            "or choose another variable with judge.api_key_env."
+        )
+    return key or None
+
+
+class JudgeClient(ABC):
+    """Base of the provider clients; `complete_many` is the one entry point the judges use."""
+
+    def __init__(self, cfg: JudgeConfig, cache: JudgeCache | None = None, qps: float | None = None):
+        self.cfg = cfg
+        self.model = cfg.model_name
+        self.cache = cache
+        self.bucket = TokenBucket(qps) if qps else None
+        self.price = cfg.prices.get(self.model)
+        if self.price is None and cfg.judge != "openai_compatible":
+            raise JudgeError(
+                f"no price for judge model {self.model!r} in judge.prices (known: "
+                f"{sorted(cfg.prices)}). To resolve: add judge.prices.{self.model} = "
+                "{input_per_mtok: ..., output_per_mtok: ...} so cost can be accounted."
+            )
+        self._pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix="judge-http")
+
+    # -- identity and accounting ------------------------------------------------------------
+    @property
+    def judge_id(self) -> str:
+        """Cache namespace: provider and model (and endpoint, whose model names are local)."""
+        base = f"{self.cfg.judge}:{self.model}"
+        return f"{base}@{self.cfg.base_url}" if self.cfg.judge == "openai_compatible" else base
+
+    def key(self, req: ChatRequest) -> str:
+        blob = json.dumps([self.judge_id, req.system, req.messages, req.max_tokens,
+                           req.temperature, req.schema], ensure_ascii=False)
+        return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+    def cost(self, input_tokens: int, output_tokens: int, batch: bool) -> float:
+        if self.price is None:  # self-hosted endpoint without a price: nothing billed
+            return 0.0
+        usd = (input_tokens * self.price.input_per_mtok
+               + output_tokens * self.price.output_per_mtok) / 1e6
+        return usd * (self.cfg.batch_discount if batch else 1.0)
+
+    # -- provider hooks -----------------------------------------------------------------------
+    @abstractmethod
+    def _send(self, req: ChatRequest) -> Reply:
+        """One synchronous API call (no retries here)."""
+
+    @abstractmethod
+    def _classify(self, exc: Exception) -> Failure:
+        """Map an SDK exception to retry / row / fatal."""
+
+    def _batch_submit(self, items: list[tuple[str, ChatRequest]]) -> str:
+        raise JudgeError(f"judge {self.cfg.judge!r} has no batch API; set judge.batch=false")
+
+    def _batch_state(self, batch_id: str) -> Literal["running", "ended", "failed"]:
+        raise NotImplementedError
+
+    def _batch_results(self, batch_id: str) -> dict[str, Reply | str]:
+        """custom_id -> Reply, or an error message for requests the batch did not complete."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- retries ----------------------------------------------------------------------------
+    def _retrying(self, fn: Callable[[], T], what: str, limited: bool = True) -> T:
+        last = ""
+        for attempt in range(self.cfg.max_retries + 1):
+            if limited and self.bucket is not None:
+                self.bucket.acquire()
+            try:
+                return fn()
+            except Exception as exc:  # SDK exceptions are classified by the provider
+                f = self._classify(exc)
+                if f.kind == "fatal":
+                    raise JudgeError(f"{self.cfg.judge} judge: {what} failed: {f.message}") from None
+                if f.kind == "row":
+                    raise GaveUp(f.message) from None
+                last = f.message
+                if attempt < self.cfg.max_retries:
+                    delay = backoff_delay(attempt, self.cfg.backoff_base_s,
+                                          self.cfg.backoff_max_s, f.retry_after_s)
+                    log.debug("%s: %s; retry %d in %.2fs", what, last, attempt + 1, delay)
+                    time.sleep(delay)
+        raise GaveUp(f"gave up after {self.cfg.max_retries} retries: {last}")
+
+    def _one(self, req: ChatRequest) -> ChatResult:
+        try:
+            r = self._retrying(lambda: self._send(req), "request")
+        except GaveUp as e:
+            return ChatResult(text=None, error=str(e))
+        return ChatResult(r.text, r.input_tokens, r.output_tokens,
+                          self.cost(r.input_tokens, r.output_tokens, batch=False))
+
+    # -- the entry point --------------------------------------------------------------------
+    def complete_many(self, reqs: list[ChatRequest]) -> list[ChatResult]:
+        """Answer every request: from the cache, else by the API (concurrently, or as one provider
+        batch when judge.batch is set). Failed requests come back with `error`, never raise."""
+        keys = [self.key(r) for r in reqs]
+        found = self.cache.get_many(keys) if self.cache else {}
+        done: dict[str, ChatResult] = {
+            k: ChatResult(v["text"], v["input_tokens"], v["output_tokens"], v["cost_usd"], True)
+            for k, v in found.items()
+        }
+        todo = {k: r for k, r in zip(keys, reqs, strict=True) if k not in done}  # also dedupes repeats
+        if todo:
+            fresh = self._run_batch(todo) if self.cfg.batch else self._run_sync(todo)
+            done.update(fresh)
+        return [done[k] for k in keys]
+
+    def _remember(self, results: dict[str, ChatResult]) -> None:
+        if self.cache is None:
+            return
+        self.cache.put_many({
+            k: {"text": r.text, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                "cost_usd": r.cost_usd}
+            for k, r in results.items() if r.error is None
+        })
+
+    def _run_sync(self, todo: dict[str, ChatRequest]) -> dict[str, ChatResult]:
+        def one(item: tuple[str, ChatRequest]) -> tuple[str, ChatResult]:
+            k, req = item
+            res = self._one(req)
+            self._remember({k: res})  # durable at once: a kill loses only requests in flight
+            return k, res
+
+        return dict(self._pool.map(one, todo.items()))
+
+    def _run_batch(self, todo: dict[str, ChatRequest]) -> dict[str, ChatResult]:
+        """Submit what no open batch holds yet, wait for every batch involved, collect results."""
+        holder = self.cache.pending(todo) if self.cache else {}
+        new = {k: r for k, r in todo.items() if k not in holder}
+        out: dict[str, ChatResult] = {}
+        if new:
+            try:
+                batch_id = self._retrying(lambda: self._batch_submit(list(new.items())),
+                                          "batch submit", limited=False)
+            except GaveUp as e:
+                return {k: ChatResult(None, error=f"batch submit: {e}") for k in todo}
+            log.info("%s judge: submitted batch %s with %d requests", self.cfg.judge, batch_id, len(new))
+            if self.cache:
+                self.cache.add_pending(batch_id, new)
+            holder.update(dict.fromkeys(new, batch_id))
+        for batch_id in sorted(set(holder.values())):
+            mine = [k for k, b in holder.items() if b == batch_id]
+            out.update(self._collect(batch_id, mine))
+        return out
+
+    def _collect(self, batch_id: str, keys: list[str]) -> dict[str, ChatResult]:
+        deadline = time.monotonic() + self.cfg.batch_max_wait_s
+        try:
+            while (state := self._retrying(lambda: self._batch_state(batch_id), "batch poll",
+                                           limited=False)) == "running":
+                if time.monotonic() > deadline:
+                    # Left open: a later run collects it instead of paying again.
+                    msg = f"batch {batch_id} still running after {self.cfg.batch_max_wait_s:g}s"
+                    return {k: ChatResult(None, error=f"{msg}; re-run to collect it") for k in keys}
+                time.sleep(self.cfg.batch_poll_s)
+            got = (self._retrying(lambda: self._batch_results(batch_id), "batch results",
+                                  limited=False) if state == "ended" else {})
+        except GaveUp as e:
+            return {k: ChatResult(None, error=f"batch {batch_id}: {e}") for k in keys}
+        out: dict[str, ChatResult] = {}
+        for k in keys:
+            r = got.get(k)
+            if isinstance(r, Reply):
+                out[k] = ChatResult(r.text, r.input_tokens, r.output_tokens,
+                                    self.cost(r.input_tokens, r.output_tokens, batch=True))
+            else:
+                out[k] = ChatResult(None, error=f"batch {batch_id}: {r or state}")
+        self._remember(out)
+        if self.cache:  # results are stored; failed requests get resubmitted by a re-run
+            self.cache.close_batch(batch_id)
+        return out

@@ -1,0 +1,141 @@
+"""`cogumi judge`: judge a model's answers (the generate stage's output) on Ray Data.
+
+Outputs, each a Parquet dataset written to a temporary sibling and renamed when complete:
+- `judgments/`: every input column plus verdict, score, rationale, judge, criteria, tokens,
+  cost_usd, cached and judge_error (see run.OUTPUT_COLUMNS);
+- `failures/`: the rows judged "fail", with their rationale (input to failure analysis).
+
+Resuming: every judge reply is cached as it arrives (cache.py), so re-running an interrupted or
+failed judging stage replays what was already paid for and calls the API only for the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from cogumi_ray import storage
+from cogumi_ray.errors import JudgeError
+
+if TYPE_CHECKING:
+    from cogumi_ray.config import CogumiConfig
+    from cogumi_ray.judge.config import JudgeConfig
+    from cogumi_ray.runs import RunContext, StageOutput
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir_for(cfg: JudgeConfig, stage_dir: str) -> str | None:
+    """Where replies are cached; None when caching is off or pointless (verifier)."""
+    if not cfg.cache or cfg.judge == "verifier":
+        return None
+    path = cfg.cache_dir or storage.join(stage_dir, "cache")
+    if not storage.is_local(path):
+        raise JudgeError(
+            f"judge cache dir {path!r} is not a POSIX path (the cache is SQLite). To resolve: set "
+            "judge.cache_dir to a local or shared (NFS/EFS/Lustre) directory, or judge.cache=false."
+        )
+    return os.path.abspath(storage.local_path(path))
+
+
+def _replace_dir(src: str, dst: str) -> None:
+    if storage.is_local(dst):
+        shutil.rmtree(storage.local_path(dst), ignore_errors=True)
+        os.replace(storage.local_path(src), storage.local_path(dst))
+        return
+    fs, s = storage.fs_and_path(src)
+    _, d = storage.fs_and_path(dst)
+    if fs.exists(d):
+        fs.rm(d, recursive=True)
+    fs.mv(s, d, recursive=True)
+
+
+def _write(ds: Any, out: str, schema: Any) -> None:
+    """Write `ds` as Parquet to `out` atomically; an empty result still leaves a readable file."""
+    import pyarrow.parquet as pq
+
+    tmp = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+    ds.write_parquet(tmp)
+    fs, p = storage.fs_and_path(tmp)
+    if not fs.exists(p) or not any(f.endswith(".parquet") for f in fs.find(p)):
+        fs.makedirs(p, exist_ok=True)
+        with fs.open(f"{p}/empty.parquet", "wb") as f:
+            pq.write_table(schema.empty_table(), f)
+    _replace_dir(tmp, out)
+
+
+def summarize(path: str) -> dict[str, Any]:
+    """Headline numbers: verdict counts, pass rate overall and per domain, tokens, cost."""
+    import statistics
+
+    import pyarrow.dataset as pads
+
+    fs, p = storage.fs_and_path(path)
+    data = pads.dataset(p, filesystem=fs, format="parquet")
+    cols = [c for c in ("domain", "verdict", "score", "judge", "input_tokens", "output_tokens",
+                        "cost_usd", "cached") if c in data.schema.names]
+    t = data.to_table(columns=cols).to_pydict()
+    n = len(t["verdict"])
+    counts = {v: t["verdict"].count(v) for v in ("pass", "fail", "tie", "unjudged")}
+    judged = n - counts["unjudged"]
+    m: dict[str, Any] = {
+        "rows": n, "passed": counts["pass"], "failed": counts["fail"], "ties": counts["tie"],
+        "unjudged": counts["unjudged"],
+        "pass_rate": round(counts["pass"] / judged, 4) if judged else None,
+        "input_tokens": int(sum(t["input_tokens"])), "output_tokens": int(sum(t["output_tokens"])),
+        "cost_usd": round(float(sum(t["cost_usd"])), 6),
+        "cost_usd_this_run": round(float(sum(
+            c for c, hit in zip(t["cost_usd"], t["cached"], strict=True) if not hit)), 6),
+        "cached_rows": int(sum(t["cached"])),
+        "judge": t["judge"][0] if n else None,
+    }
+    scores = [s for s in t["score"] if s is not None]
+    if scores:
+        m["mean_score"] = round(statistics.fmean(scores), 3)
+    for domain in sorted(set(t.get("domain") or [])):
+        verdicts = [v for d, v in zip(t["domain"], t["verdict"], strict=True)
+                    if d == domain and v != "unjudged"]
+        if verdicts:
+            m[f"pass_rate.{domain}"] = round(verdicts.count("pass") / len(verdicts), 4)
+    return m
+
+
+def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import ray.data
+
+    from cogumi_ray.generate.stage import read_dataset
+    from cogumi_ray.judge.cache import compact
+    from cogumi_ray.judge.run import OUTPUT_COLUMNS, judge_dataset
+    from cogumi_ray.runs import StageOutput
+
+    jc = cfg.judge
+    stage_dir = ctx.stage_dir("judge")
+    cache_dir = cache_dir_for(jc, stage_dir)
+    judgments = storage.join(stage_dir, "judgments")
+    failures = storage.join(stage_dir, "failures")
+
+    ds = read_dataset(inputs["answers"])
+    judged = judge_dataset(ds, jc, cache_dir)
+    # Schema for an empty output: the input's plus the judgment columns.
+    in_schema = ds.schema().base_schema
+    out_schema = pa.schema(
+        [f for f in in_schema if f.name not in dict(OUTPUT_COLUMNS)]
+        + [pa.field(n, pa.type_for_alias(t)) for n, t in OUTPUT_COLUMNS]
+    )
+    _write(judged, judgments, out_schema)
+    _write(ray.data.read_parquet(judgments).filter(expr="verdict == 'fail'"), failures, out_schema)
+    if cache_dir:
+        compact(cache_dir)
+
+    metrics = summarize(judgments)
+    fs, p = storage.fs_and_path(failures)
+    metrics["failure_rows"] = pads.dataset(p, filesystem=fs, format="parquet").count_rows()
+    if metrics["unjudged"]:
+        log.warning("judge: %d rows unjudged (see the judge_error column)", metrics["unjudged"])
+    log.info("judge: %s", metrics)
+    return StageOutput(outputs={"judgments": judgments, "failures": failures}, metrics=metrics)
