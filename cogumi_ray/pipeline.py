@@ -112,6 +112,20 @@ STAGES: tuple[Stage, ...] = (
         ),
     ),
     Stage(
+        name="judge",
+        target="cogumi_ray.judge.stage:run",
+        sections=("judge",),
+        inputs=lambda cfg: {"answers": cfg.judge.input or "generate.answers"},
+        command=("judge",),
+        help="Judge answers on Ray Data (verifier or Anthropic/OpenAI/compatible LLM judge).",
+        options=(
+            Option("--judge", "judge.judge", "verifier, anthropic, openai or openai_compatible"),
+            Option("--mode", "judge.mode", "reference or pairwise (LLM judges)"),
+            Option("--judge-model", "judge.model", "judge model name"),
+            Option("--input", "judge.input", "answers Parquet (default: the generate stage's)"),
+        ),
+    ),
+    Stage(
         name="eval_base",
         target="cogumi_ray.eval.stage:run_base",
         sections=("generate", "eval"),
