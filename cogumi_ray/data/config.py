@@ -24,6 +24,16 @@ class SuiteConfig(StrictModel):
         0.02, ge=0, le=1,
         description="Fraction of each kind of junk: too short/long, non-English, PII, malformed lines.",
     )
+    clean_max_jaccard: float = Field(
+        0.7, gt=0, le=1,
+        description="Clean tasks in a domain stay below this char-3-gram Jaccard with each other, "
+        "so curation's near-dup step (0.8) never merges two distinct tasks.",
+    )
+    formats: list[Literal["alpaca", "sharegpt", "prompt_response", "qa"]] = Field(
+        default_factory=lambda: ["alpaca", "sharegpt", "prompt_response", "qa"],
+        min_length=1,
+        description="Raw instruction formats written (rows are spread across one file per format).",
+    )
 
     @model_validator(mode="after")
     def _known_domains(self) -> SuiteConfig:
@@ -43,12 +53,34 @@ class DedupConfig(StrictModel):
     bands: int = Field(16, ge=1, description="LSH bands; bands*rows must equal num_perm.")
     rows: int = Field(8, ge=1, description="Rows per band.")
     exact: bool = Field(True, description="Drop exact duplicates (normalised text hash) first.")
+    near: bool = Field(True, description="Drop near duplicates (MinHash LSH + exact Jaccard).")
+    seed: int = Field(1, description="Seed of the MinHash permutations (same seed -> same result).")
+    batch_size: int = Field(512, ge=1, description="Rows per MinHash map_batches call.")
+    max_bucket_size: int = Field(
+        64, ge=2,
+        description="LSH buckets larger than this pair each member only with the bucket's first "
+        "max_bucket_size members (bounds the pairs a huge cluster of templated rows creates).",
+    )
+    min_candidate_prob: float = Field(
+        0.9, ge=0, le=1,
+        description="Reject bands x rows that find a pair at the threshold with lower probability.",
+    )
 
     @model_validator(mode="after")
     def _bands_rows(self) -> DedupConfig:
         if self.bands * self.rows != self.num_perm:
             raise ValueError(
-                f"bands*rows must equal num_perm: {self.bands}*{self.rows} != {self.num_perm}"
+                f"bands*rows must equal num_perm: {self.bands}*{self.rows} != {self.num_perm}; "
+                "e.g. bands=16, rows=8 for num_perm=128"
+            )
+        # A pair with Jaccard J shares one band with probability J^rows, so it becomes an LSH
+        # candidate with probability 1 - (1 - J^rows)^bands (16x8 at J=0.8: 0.9996).
+        p = 1 - (1 - self.threshold**self.rows) ** self.bands
+        if p < self.min_candidate_prob:
+            raise ValueError(
+                f"bands={self.bands} x rows={self.rows} find a pair at Jaccard {self.threshold} "
+                f"with probability {p:.3f} < min_candidate_prob={self.min_candidate_prob}; "
+                "use more bands with fewer rows (num_perm = bands*rows)"
             )
         return self
 

@@ -1,0 +1,256 @@
+"""Shingling, MinHash signatures, LSH band keys and exact Jaccard, vectorised over a batch of texts.
+
+Everything here is plain numpy so the Ray Data pipeline (`cogumi_ray.data.dedup`), the
+single-process reference (`cogumi_ray.data.lsh`), the tests and the benchmark share one kernel.
+
+Normalisation (for both the exact hash and the shingles): lowercase, and collapse every run of
+whitespace to one space (stripped at both ends). Punctuation is kept: in code and maths it carries
+meaning, and texts that differ only in punctuation are still caught by the near-duplicate pass.
+
+Shingles are n-grams of Unicode code points (`shingle="char"`) or of whitespace-separated words.
+Two encodings of the same shingles:
+- MinHash input: a 32-bit hash per shingle (`shingle_hashes`), computed 8-wide in uint32.
+- Exact Jaccard input: a 64-bit code per shingle (`shingle_sets`). Character n-grams with n <= 3
+  are packed losslessly (21 bits per code point), so that Jaccard is exact on the shingles; longer
+  or word n-grams use a 64-bit hash (a collision is ~m^2/2^64 for m shingles: negligible).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from cogumi_ray.data.config import DedupConfig
+
+U64 = np.uint64
+U32 = np.uint32
+_MAX32 = U32(0xFFFFFFFF)
+_POLY = U64(0x9E3779B97F4A7C15)  # odd multiplier for polynomial hashes (invertible mod 2^64)
+# Width (shingles) of one MinHash chunk: the num_perm x width uint32 product stays in cache.
+_CHUNK = 8192
+# Odd 32-bit multipliers, one per position inside an n-gram (cycled for n > 64).
+_K32 = (np.random.default_rng(20240917).integers(0, 1 << 32, 64, dtype=U64) | U64(1)).astype(U32)
+
+
+def normalize(text: str) -> str:
+    """Lowercase, collapse whitespace. The text compared for a row is instruction + "\\n" + response."""
+    return " ".join(text.lower().split())
+
+
+def exact_key(norm: str) -> str:
+    """128-bit hash (hex) of an already-normalised text: equal keys <=> exact duplicates (whp)."""
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(norm.encode("utf-8"))
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads structured 64-bit codes uniformly (returns a new array)."""
+    x = x.astype(U64, copy=True)
+    x ^= x >> U64(30)
+    x *= U64(0xBF58476D1CE4E5B9)
+    x ^= x >> U64(27)
+    x *= U64(0x94D049BB133111EB)
+    x ^= x >> U64(31)
+    return x
+
+
+# --- units and windows -----------------------------------------------------------------------
+
+
+def _units(norm: list[str], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """All units (code points, or word hashes) of the batch back to back, and offsets [n+1]."""
+    if cfg.shingle == "char":
+        # One utf-32 encode for the whole batch: code points without a Python loop per character.
+        units = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=U32)
+        lens = np.fromiter((len(s) for s in norm), dtype=np.int64, count=len(norm))
+        return units, np.concatenate([[0], np.cumsum(lens)])
+    return _word_units(norm)
+
+
+def _word_units(norm: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One 64-bit hash per word via prefix sums of c_j * P^j (mod 2^64), no loop per word."""
+    # Each doc gets a trailing space so every word ends at a space and no word spans two docs.
+    joined = "".join(s + " " for s in norm if s)
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=U32).astype(U64)
+    words_per_doc = np.fromiter((s.count(" ") + 1 if s else 0 for s in norm), np.int64, len(norm))
+    offsets = np.concatenate([[0], np.cumsum(words_per_doc)])
+    if cps.size == 0:
+        return np.zeros(0, dtype=U64), offsets
+    powers = np.cumprod(np.full(cps.size, _POLY, dtype=U64))  # P^1 .. P^N, wrapping
+    prefix = np.concatenate([[U64(0)], np.cumsum((cps + U64(1)) * powers, dtype=U64)])
+    ends = np.flatnonzero(cps == U64(32))  # index of each word's terminating space
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    inv = U64(pow(int(_POLY), -1, 1 << 64))
+    inv_pow = np.cumprod(np.concatenate([[U64(1)], np.full(cps.size, inv, dtype=U64)]))
+    # (prefix[e] - prefix[s]) * P^-(s+1) depends only on the word's own characters.
+    word = (prefix[ends] - prefix[starts]) * inv_pow[starts + 1]
+    return mix64(word), offsets
+
+
+def _valid_windows(offsets: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Mask of the m windows (n units each, over the concatenated batch) that stay inside one doc."""
+    valid = np.ones(max(m, 0), dtype=bool)
+    ends = offsets[1:]
+    for k in range(1, n):  # a window starting in the last n-1 units of a doc spills over
+        pos = ends - k
+        valid[pos[(pos >= 0) & (pos < m)]] = False
+    return valid
+
+
+def _shingles(
+    units: np.ndarray, offsets: np.ndarray, n: int, combine: Callable[[np.ndarray, int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """combine(units, n) of every in-doc window; a doc shorter than n gives one whole-text shingle."""
+    lens = np.diff(offsets)
+    counts = np.maximum(lens - n + 1, 0)
+    m = units.size - n + 1
+    if m > 0:
+        codes = combine(units, n)[_valid_windows(offsets, n, m)]
+    else:  # the whole batch is shorter than one n-gram: empty, of combine's dtype
+        codes = combine(np.zeros(n, dtype=units.dtype), n)[:0]
+    short = np.flatnonzero((lens > 0) & (lens < n))
+    if short.size:  # rare: texts shorter than one n-gram, spliced in place
+        per_doc = np.split(codes, np.cumsum(counts)[:-1])
+        for d in short:
+            whole = units[offsets[d] : offsets[d + 1]]
+            # The tag keeps a short text's shingle apart from any full n-gram's code.
+            per_doc[d] = combine(whole, whole.size) ^ codes.dtype.type(1 << (codes.itemsize * 8 - 1))
+            counts[d] = 1
+        codes = np.concatenate(per_doc)
+    return codes, np.concatenate([[0], np.cumsum(counts)])
+
+
+# --- the two shingle encodings ---------------------------------------------------------------
+
+
+def _hash32(units: np.ndarray, n: int) -> np.ndarray:
+    """32-bit hash of every window: sum_k u[k] * K_k (mod 2^32), then murmur3's fmix32.
+
+    All uint32, so numpy runs it 8-wide. It only has to spread shingles uniformly: a collision
+    inside one doc (~m^2 / 2^33) barely moves a MinHash estimate.
+    """
+    m = max(units.size - n + 1, 0)
+    h = np.zeros(m, dtype=U32)
+    for k in range(n):
+        u = units[k : k + m]
+        if u.dtype != U32:  # 64-bit word hashes: fold to 32 bits
+            u = (u ^ (u >> U64(32))).astype(U32)
+        h += u * _K32[k % _K32.size]
+    h ^= h >> U32(16)
+    h *= U32(0x85EBCA6B)
+    h ^= h >> U32(13)
+    h *= U32(0xC2B2AE35)
+    h ^= h >> U32(16)
+    return h
+
+
+def _pack21(units: np.ndarray, n: int) -> np.ndarray:
+    """Lossless code of n <= 3 code points (21 bits each, <= 63 bits: bit 63 is the short tag)."""
+    m = max(units.size - n + 1, 0)
+    code = np.zeros(m, dtype=U64)
+    for k in range(n):
+        code = (code << U64(21)) | units[k : k + m].astype(U64)
+    return code
+
+
+def _poly64(units: np.ndarray, n: int) -> np.ndarray:
+    """64-bit polynomial hash of every window (longer char n-grams, word n-grams)."""
+    m = max(units.size - n + 1, 0)
+    code = np.zeros(m, dtype=U64)
+    for k in range(n):
+        code = code * _POLY + mix64(units[k : k + m])
+    return mix64(code)
+
+
+def shingle_hashes(norm: list[str], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hash of every shingle of the normalised texts (repeats kept), and offsets [n+1]."""
+    units, offsets = _units(norm, cfg)
+    return _shingles(units, offsets, cfg.ngram, _hash32)
+
+
+def shingle_sets(texts: Sequence[str], cfg: DedupConfig) -> list[np.ndarray]:
+    """Sorted distinct 64-bit shingle codes of each text: the sets exact Jaccard compares."""
+    units, offsets = _units([normalize(t) for t in texts], cfg)
+    exact = cfg.shingle == "char" and cfg.ngram <= 3
+    codes, offs = _shingles(units, offsets, cfg.ngram, _pack21 if exact else _poly64)
+    return [np.unique(codes[offs[i] : offs[i + 1]]) for i in range(offs.size - 1)]
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two sorted distinct code arrays; two empty sets count as identical."""
+    if a.size == 0 and b.size == 0:
+        return 1.0
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    return inter / (a.size + b.size - inter)
+
+
+# --- MinHash and LSH bands -------------------------------------------------------------------
+
+
+def permutations(cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of the num_perm hash functions h_i(x) = a_i * x + b_i mod 2^32, a_i odd.
+
+    x is already a uniformly mixed 32-bit shingle hash, so these cheap affine maps behave as
+    independent permutations for MinHash (the tests check estimates against exact Jaccard and
+    band collision rates against J^rows). uint32 keeps numpy 8-wide, unlike mod-prime uint64.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    a = rng.integers(0, 1 << 32, size=cfg.num_perm, dtype=U64).astype(U32) | U32(1)
+    b = rng.integers(0, 1 << 32, size=cfg.num_perm, dtype=U64).astype(U32)
+    return a, b
+
+
+def signatures_from_hashes(hashes: np.ndarray, offsets: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """MinHash signatures [n_docs, num_perm] uint32 from per-doc 32-bit shingle hashes.
+
+    The batch is cut into fixed-width chunks of shingles regardless of doc boundaries; inside a
+    chunk one [num_perm, width] product and one minimum.reduceat give every doc piece's minima,
+    folded into the output with np.minimum (a long doc simply spans several chunks).
+    A doc without shingles keeps the all-ones signature.
+    """
+    a, b = permutations(cfg)
+    n_docs = offsets.size - 1
+    out = np.full((cfg.num_perm, n_docs), _MAX32, dtype=U32)
+    doc_of = np.repeat(np.arange(n_docs), np.diff(offsets))
+    buf = np.empty((cfg.num_perm, _CHUNK), dtype=U32)
+    for lo in range(0, hashes.size, _CHUNK):
+        hi = min(lo + _CHUNK, hashes.size)
+        prod = buf[:, : hi - lo]
+        np.multiply(a[:, None], hashes[None, lo:hi], out=prod)  # [num_perm, w], wraps mod 2^32
+        prod += b[:, None]
+        docs = doc_of[lo:hi]
+        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+        cols = docs[starts]
+        out[:, cols] = np.minimum(out[:, cols], np.minimum.reduceat(prod, starts, axis=1))
+    return np.ascontiguousarray(out.T)
+
+
+def signatures_of_normalized(norm: list[str], cfg: DedupConfig) -> np.ndarray:
+    """MinHash signatures of already-normalised texts (repeated shingles are not removed first:
+    min() ignores them, and a per-doc sort costs more than the multiplies it would save)."""
+    return signatures_from_hashes(*shingle_hashes(norm, cfg), cfg)
+
+
+def minhash_signatures(texts: Sequence[str], cfg: DedupConfig) -> np.ndarray:
+    """MinHash signatures [len(texts), num_perm] (uint32) of the texts' shingle sets."""
+    return signatures_of_normalized([normalize(t) for t in texts], cfg)
+
+
+def band_keys(signatures: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """One 64-bit key per (doc, band) [n, bands]: equal keys <=> equal band rows (whp).
+
+    The band index is mixed in, so a key names its band too and all bands share one groupby.
+    """
+    n = signatures.shape[0]
+    sig = signatures.reshape(n, cfg.bands, cfg.rows).astype(U64)
+    key = np.broadcast_to(np.arange(1, cfg.bands + 1, dtype=U64), (n, cfg.bands)).copy()
+    for r in range(cfg.rows):
+        key = mix64(key * _POLY + sig[:, :, r])
+    return key
+
+
+def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    """Fraction of equal MinHash values: an unbiased estimate of the Jaccard similarity."""
+    return float(np.mean(sig_a == sig_b))

@@ -1,0 +1,149 @@
+"""MinHash kernel: shingles, exact Jaccard, signature estimates, band collisions, config errors."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from cogumi_ray.data.config import DedupConfig
+from cogumi_ray.data.minhash import (
+    band_keys,
+    exact_key,
+    jaccard,
+    minhash_signatures,
+    normalize,
+    shingle_sets,
+)
+
+CFG = DedupConfig()
+
+
+def _words(rng: random.Random, n: int = 3000) -> list[str]:
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    return ["".join(rng.choice(letters[:18]) for _ in range(rng.randint(2, 8))) for _ in range(n)]
+
+
+def _pairs(seed: int, n_pairs: int, length: int = 250) -> list[tuple[str, str]]:
+    """(doc, edited copy) with an edit rate drawn per pair: Jaccard spreads over ~0.2..1."""
+    rng = random.Random(seed)
+    vocab = _words(rng)
+    out = []
+    for _ in range(n_pairs):
+        words = [rng.choice(vocab) for _ in range(length)]
+        edited = list(words)
+        for i in rng.sample(range(length), rng.randint(0, length // 2)):
+            edited[i] = rng.choice(vocab)
+        out.append((" ".join(words), " ".join(edited)))
+    return out
+
+
+def _py_jaccard(a: str, b: str, n: int = 3) -> float:
+    sa = {a[i : i + n] for i in range(len(a) - n + 1)}
+    sb = {b[i : i + n] for i in range(len(b) - n + 1)}
+    return len(sa & sb) / len(sa | sb)
+
+
+def test_normalize_lowercases_and_collapses_whitespace() -> None:
+    assert normalize("  Hello\t\tWORLD \n x  ") == "hello world x"
+    assert exact_key(normalize("A  b\nC")) == exact_key(normalize("a b c"))
+    assert exact_key(normalize("a b c")) != exact_key(normalize("a b c."))
+
+
+def test_char_shingle_sets_match_python_sets() -> None:
+    texts = ["the cat sat on the mat", "Ünïcödé — ünïcödé 東京タワー", "ab", "", "x y z"]
+    sets = shingle_sets(texts, CFG)
+    for t, s in zip(texts, sets, strict=True):
+        norm = normalize(t)
+        expect = {norm[i : i + 3] for i in range(len(norm) - 2)} or ({norm} if norm else set())
+        assert s.size == len(expect), t
+    a, b = "the quick brown fox jumps", "the quick brown cat jumps"
+    sa, sb = shingle_sets([a, b], CFG)
+    assert jaccard(sa, sb) == pytest.approx(_py_jaccard(a, b))
+    assert jaccard(sets[3], sets[3]) == 1.0  # two empty texts are identical
+    assert jaccard(sets[3], sets[0]) == 0.0
+
+
+def test_word_shingles_depend_only_on_the_words() -> None:
+    cfg = DedupConfig(shingle="word", ngram=2)
+    a, b = shingle_sets(["one two three four", "zero one two three"], cfg)
+    # bigrams {12,23,34} vs {01,12,23}: 2 shared of 4
+    assert jaccard(a, b) == pytest.approx(0.5)
+    s1 = minhash_signatures(["alpha beta gamma"], cfg)
+    s2 = minhash_signatures(["other words here first", "alpha  BETA gamma"], cfg)[1:]
+    assert np.array_equal(s1, s2)
+
+
+def test_signature_is_independent_of_batch_and_long_docs_span_chunks() -> None:
+    rng = random.Random(3)
+    vocab = _words(rng)
+    long_doc = " ".join(rng.choice(vocab) for _ in range(5000))  # > one 8192-shingle chunk
+    texts = ["hi", "", long_doc, "a normal sentence about nothing in particular", "ab"]
+    together = minhash_signatures(texts, CFG)
+    alone = np.vstack([minhash_signatures([t], CFG) for t in texts])
+    assert np.array_equal(together, alone)
+    assert together.shape == (5, 128) and together.dtype == np.uint32
+    assert (together[1] == np.iinfo(np.uint32).max).all()  # empty text: no shingles
+    assert minhash_signatures([], CFG).shape == (0, 128)
+
+
+def test_estimates_track_exact_jaccard() -> None:
+    pairs = _pairs(seed=0, n_pairs=150)
+    sig_a = minhash_signatures([a for a, _ in pairs], CFG)
+    sig_b = minhash_signatures([b for _, b in pairs], CFG)
+    sets = shingle_sets([t for p in pairs for t in p], CFG)
+    exact = np.array([jaccard(sets[2 * i], sets[2 * i + 1]) for i in range(len(pairs))])
+    est = (sig_a == sig_b).mean(axis=1)
+    assert exact.min() < 0.5 and exact.max() > 0.95  # the pairs really span the range
+    sd = np.sqrt(exact * (1 - exact) / CFG.num_perm)
+    # Each estimate within 5 binomial standard deviations, and no systematic bias.
+    assert (np.abs(est - exact) <= 5 * sd + 1e-9).all()
+    assert abs(float(np.mean(est - exact))) < 0.01
+    z = (est - exact)[sd > 0] / sd[sd > 0]
+    assert 0.7 < float(z.std()) < 1.3  # permutations behave as independent ones
+
+
+def test_band_collisions_follow_j_to_the_rows() -> None:
+    pairs = _pairs(seed=1, n_pairs=200)
+    ka = band_keys(minhash_signatures([a for a, _ in pairs], CFG), CFG)
+    kb = band_keys(minhash_signatures([b for _, b in pairs], CFG), CFG)
+    sets = shingle_sets([t for p in pairs for t in p], CFG)
+    exact = np.array([jaccard(sets[2 * i], sets[2 * i + 1]) for i in range(len(pairs))])
+    expected = float(np.mean(exact**CFG.rows))
+    observed = float((ka == kb).mean())
+    assert observed == pytest.approx(expected, abs=0.03)
+    # Keys of different bands never collide: the band index is part of the key.
+    assert not np.intersect1d(ka[:, 0], ka[:, 1]).size
+
+
+def test_lsh_finds_planted_near_duplicates() -> None:
+    rng = random.Random(5)
+    vocab = _words(rng)
+    base = [" ".join(rng.choice(vocab) for _ in range(300)) for _ in range(120)]
+    dups = []
+    for doc in base:
+        words = doc.split()
+        for i in rng.sample(range(len(words)), 6):  # ~2% of words edited: J ~ 0.9
+            words[i] = rng.choice(vocab)
+        dups.append(" ".join(words))
+    sets = shingle_sets(base + dups, CFG)
+    exact = [jaccard(sets[i], sets[i + len(base)]) for i in range(len(base))]
+    assert min(exact) >= CFG.threshold
+    ka = band_keys(minhash_signatures(base, CFG), CFG)
+    kb = band_keys(minhash_signatures(dups, CFG), CFG)
+    recall = float(((ka == kb).any(axis=1)).mean())
+    assert recall >= 0.98
+    # Unrelated docs share no bucket.
+    assert not (ka[:60] == ka[60:]).any()
+
+
+def test_config_rejects_inconsistent_banding() -> None:
+    with pytest.raises(ValidationError, match="bands\\*rows must equal num_perm"):
+        DedupConfig(bands=10, rows=10)
+    with pytest.raises(ValidationError, match="probability"):
+        DedupConfig(threshold=0.5)  # 16x8 finds a J=0.5 pair with p ~ 0.06
+    assert DedupConfig(threshold=0.5, bands=64, rows=2).bands == 64
+    with pytest.raises(ValidationError, match="shingle"):
+        DedupConfig(shingle="byte")
