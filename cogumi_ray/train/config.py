@@ -1,13 +1,190 @@
-"""Config sections for base training and LoRA modifier training."""
+"""Config sections for base training (`train`) and LoRA modifier training (`modifiers`).
+
+The defaults are the embedded default: a tiny Llama trained from scratch on 2 CPU cores in a few
+minutes (hence the high learning rate and short sequences). A cluster config overrides them
+(see configs/llama31-8b.yaml): GPU workers, bf16, DeepSpeed ZeRO-3, lr ~1e-5.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, model_validator
+
 from cogumi_ray.config_base import StrictModel
+
+BACKENDS: tuple[str, ...] = ("hf", "deepspeed", "unsloth")
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Convergence-based training: stop when validation loss stops improving."""
+
+    enabled: bool = Field(True, description="Stop early on a validation-loss plateau.")
+    patience: int = Field(
+        3, ge=1, description="Evaluations without an improvement of at least min_delta before stopping."
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="Smallest decrease of eval_loss that counts as an improvement."
+    )
+
+
+class DeepSpeedConfig(StrictModel):
+    """ZeRO settings used when `backend: deepspeed` (the JSON is generated from these)."""
+
+    zero_stage: Literal[2, 3] = Field(
+        3, description="2 shards optimizer state + gradients; 3 also shards the parameters."
+    )
+    offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
+    offload_params: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
+    overlap_comm: bool = Field(True, description="Overlap gradient reduction with backward.")
+    reduce_bucket_size: int | Literal["auto"] = Field(
+        "auto", description="Elements per all-reduce bucket ('auto' = from the model size)."
+    )
+
+    @model_validator(mode="after")
+    def _offload_params_needs_zero3(self) -> DeepSpeedConfig:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3 (ZeRO-2 does not shard parameters)")
+        return self
+
+
+class UnslothConfig(StrictModel):
+    """Settings used when `backend: unsloth` (GPU only)."""
+
+    load_in_4bit: bool = Field(False, description="QLoRA-style 4-bit base weights (LoRA training only).")
+    gradient_checkpointing: Literal["unsloth", "true", "false"] = Field(
+        "unsloth", description="Unsloth's offloaded checkpointing, HF's, or none."
+    )
 
 
 class TrainConfig(StrictModel):
-    """`cogumi train base`."""
+    """`cogumi train base`: full-precision SFT on Ray Train (TorchTrainer running HF Trainer)."""
+
+    backend: Literal["hf", "deepspeed", "unsloth"] = Field(
+        "hf", description="hf: plain HF Trainer (DDP); deepspeed: ZeRO-2/3; unsloth: GPU-only kernels."
+    )
+    # -- scaling (Ray Train ScalingConfig) --
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (one process each).")
+    use_gpu: bool = Field(False, description="One GPU per worker.")
+    cpus_per_worker: float = Field(
+        2, gt=0, description="CPUs reserved per worker; torch uses this many threads on CPU."
+    )
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description="Extra Ray resources per worker (e.g. {'H100': 1})."
+    )
+    # -- optimisation --
+    epochs: float = Field(12, gt=0, description="Passes over the training set (ignored if max_steps).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
+    per_device_batch_size: int = Field(16, ge=1, description="Sequences per worker per micro-step.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step.")
+    learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field(
+        "cosine", description="Schedule after warm-up."
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto: bf16 on GPU, fp32 on CPU."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    seed: int = Field(0, description="Seed for init of new weights, data order and dropout.")
+    # -- data --
+    max_seq_len: int = Field(
+        384, ge=8, description="Tokens per sequence; longer examples are truncated (prompt kept)."
+    )
+    packing: bool = Field(
+        False, description="Concatenate examples into full max_seq_len rows (no padding waste)."
+    )
+    # -- evaluation, checkpoints, fault tolerance --
+    eval_steps: int = Field(50, ge=1, description="Evaluate validation loss every N steps.")
+    save_steps: int = Field(
+        50, ge=1, description="Checkpoint every N steps (a multiple of eval_steps, so every "
+        "checkpoint carries a fresh eval_loss for keep-best)."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log loss/lr/tokens per second every N steps.")
+    num_to_keep: int = Field(2, ge=1, description="Checkpoints kept (best by eval_loss; the latest too).")
+    storage_path: str | None = Field(
+        None, description="Checkpoint storage (dir, s3://, gs://); None = inside the stage dir."
+    )
+    max_failures: int = Field(2, ge=0, description="Worker failures Ray Train recovers from.")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    unsloth: UnslothConfig = Field(default_factory=UnslothConfig)
+
+    @model_validator(mode="after")
+    def _save_on_eval(self) -> TrainConfig:
+        if self.save_steps % self.eval_steps:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
+                "so each checkpoint is scored by a fresh eval_loss"
+            )
+        return self
+
+
+class LoraSpec(StrictModel):
+    """One domain's LoRA adapter. Defaults are scaled to the tiny model (hidden 256)."""
+
+    rank: int = Field(16, ge=1, description="LoRA rank r.")
+    alpha: float | None = Field(None, gt=0, description="LoRA alpha; None = 2 * rank.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                 "down_proj"],
+        description="Linear layers that get adapters (Llama names).",
+    )
+
+
+def _default_adapters() -> dict[str, LoraSpec]:
+    # The original spec on the 8B model: rank 128 code, 112 reasoning, 96 automation. Same
+    # proportions on the tiny model (width 256 vs 4096): 16 / 14 / 12.
+    return {
+        "code": LoraSpec(rank=16),
+        "reasoning": LoraSpec(rank=14),
+        "automation": LoraSpec(rank=12),
+    }
+
+
+def _default_modifier_training() -> TrainConfig:
+    # Adapters start from a trained base: fewer steps, no keep-best churn, LoRA-sized lr.
+    return TrainConfig(
+        epochs=4, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
+        warmup_ratio=0.05, weight_decay=0.0,
+    )
 
 
 class ModifiersConfig(StrictModel):
-    """`cogumi modifiers train`."""
+    """`cogumi modifiers train`: one PEFT LoRA adapter per domain, on the same Ray Train machinery.
+
+    On the 8B model the original spec uses rank 128 (code), 112 (reasoning), 96 (automation),
+    alpha = 2 * rank, dropout 0.05, all attention and MLP projections.
+    """
+
+    domains: list[str] = Field(
+        default_factory=lambda: ["code", "reasoning", "automation"],
+        description="Domains to train an adapter for (`--domain D`, repeatable).",
+    )
+    adapters: dict[str, LoraSpec] = Field(
+        default_factory=_default_adapters,
+        description="Per-domain LoRA settings; a domain without an entry gets `default`.",
+    )
+    default: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings of other domains.")
+    training: TrainConfig = Field(
+        default_factory=_default_modifier_training, description="Optimisation, scaling, checkpoints."
+    )
+    min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
+    merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")
+
+    @model_validator(mode="after")
+    def _known_domains(self) -> ModifiersConfig:
+        from cogumi_ray.data.config import DOMAINS
+
+        bad = [d for d in [*self.domains, *self.adapters] if d not in DOMAINS]
+        if bad:
+            raise ValueError(f"unknown domains {bad}; valid: {list(DOMAINS)}")
+        if not self.domains:
+            raise ValueError("domains is empty; name at least one (e.g. --domain code)")
+        return self
+
+    def spec(self, domain: str) -> LoraSpec:
+        return self.adapters.get(domain, self.default)

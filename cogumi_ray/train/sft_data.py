@@ -1,0 +1,166 @@
+"""SFT rows from `Example` Parquet: chat-format, tokenise, mask the loss to the response, pack.
+
+A row is `input_ids` + `labels` (same length; -100 on prompt tokens so only the answer is
+learned). The prompt and the response are tokenised *separately* and concatenated, because that
+is exactly what the model sees at inference (prompt tokenised alone, then generated tokens);
+tokenising the full text at once could merge tokens across the boundary.
+
+The driver builds the rows with Ray Data (named operators, visible in the dashboard) and
+materialises them once; Ray Train streams each worker its equal shard.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from cogumi_ray.errors import DataError
+
+IGNORE = -100  # label value the cross-entropy loss skips
+
+
+def tokenize_pair(
+    tokenizer: Any, instruction: str, response: str, max_seq_len: int
+) -> tuple[list[int], list[int]] | None:
+    """(input_ids, labels) of one example, or None when the prompt leaves no room for an answer."""
+    from cogumi_ray.models.chat import build_sft_pair, encode_chat
+
+    prompt, full = build_sft_pair(tokenizer, instruction, response)
+    prompt_ids = encode_chat(tokenizer, prompt)
+    answer_ids = encode_chat(tokenizer, full[len(prompt):])
+    ids = (prompt_ids + answer_ids)[:max_seq_len]  # truncation drops the end of long answers
+    n_prompt = len(prompt_ids)
+    if n_prompt >= len(ids):
+        return None
+    return ids, [IGNORE] * n_prompt + ids[n_prompt:]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_tokenizer(model_path: str) -> Any:
+    from cogumi_ray.models.load import load_tokenizer
+
+    return load_tokenizer(model_path)
+
+
+def tokenize_batch(batch: dict[str, Any], model_path: str, max_seq_len: int) -> dict[str, Any]:
+    """Ray Data `map_batches` body: Example columns -> input_ids/labels (ragged int32 arrays)."""
+    import numpy as np
+
+    missing = [c for c in ("instruction", "response") if c not in batch]
+    if missing:
+        raise DataError(f"training data lacks columns {missing}; expected the Example schema")
+    tok = _cached_tokenizer(model_path)
+    ids_out, labels_out = [], []
+    for instruction, response in zip(batch["instruction"], batch["response"], strict=True):
+        pair = tokenize_pair(tok, str(instruction), str(response), max_seq_len)
+        if pair is not None:
+            ids_out.append(np.asarray(pair[0], dtype=np.int32))
+            labels_out.append(np.asarray(pair[1], dtype=np.int32))
+    return {"input_ids": _ragged(ids_out), "labels": _ragged(labels_out)}
+
+
+def _ragged(rows: list[Any]) -> Any:
+    import numpy as np
+
+    out = np.empty(len(rows), dtype=object)  # object array: rows of different lengths
+    for i, r in enumerate(rows):
+        out[i] = r
+    return out
+
+
+def pack_rows(
+    ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], seq_len: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Next-fit packing: whole examples laid end to end into rows of at most `seq_len` tokens.
+
+    Examples are never split (a cut-off half would lose its prompt). Attention still crosses
+    example boundaries inside a row (no per-document mask with SDPA); each example starts
+    after the previous one's EOS, which is the standard trade for dropping padding.
+    """
+    packed_ids: list[list[int]] = []
+    packed_labels: list[list[int]] = []
+    cur_ids: list[int] = []
+    cur_labels: list[int] = []
+    for i, lab in zip(ids, labels, strict=True):
+        if cur_ids and len(cur_ids) + len(i) > seq_len:
+            packed_ids.append(cur_ids)
+            packed_labels.append(cur_labels)
+            cur_ids, cur_labels = [], []
+        cur_ids = cur_ids + list(i)
+        cur_labels = cur_labels + list(lab)
+    if cur_ids:
+        packed_ids.append(cur_ids)
+        packed_labels.append(cur_labels)
+    return packed_ids, packed_labels
+
+
+def pack_batch(batch: dict[str, Any], seq_len: int) -> dict[str, Any]:
+    """Ray Data `map_batches` body for packing (packs within each block-sized batch)."""
+    import numpy as np
+
+    ids, labels = pack_rows(list(batch["input_ids"]), list(batch["labels"]), seq_len)
+    return {
+        "input_ids": _ragged([np.asarray(r, dtype=np.int32) for r in ids]),
+        "labels": _ragged([np.asarray(r, dtype=np.int32) for r in labels]),
+    }
+
+
+def collate(batch: dict[str, Any], pad_id: int, multiple_of: int = 8) -> dict[str, Any]:
+    """Pad a batch to its longest row (rounded up to `multiple_of`) as torch tensors.
+
+    Padding gets attention_mask 0 and label -100, so it costs compute but never loss.
+    """
+    import torch
+
+    rows = [list(r) for r in batch["input_ids"]]
+    labs = [list(r) for r in batch["labels"]]
+    if not rows:
+        raise DataError("empty training batch")
+    width = max(len(r) for r in rows)
+    width = -(-width // multiple_of) * multiple_of
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, (r, lab) in enumerate(zip(rows, labs, strict=True)):
+        input_ids[b, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        labels[b, : len(lab)] = torch.as_tensor(lab, dtype=torch.long)
+        attention[b, : len(r)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def build_dataset(
+    path: str,
+    model_path: str,
+    *,
+    max_seq_len: int,
+    packing: bool,
+    domain: str | None = None,
+    seed: int = 0,
+    shuffle: bool = True,
+):
+    """Ray Dataset of SFT rows from an Example Parquet file/dir/URI, materialised."""
+    import ray
+
+    try:
+        ds = ray.data.read_parquet(path, columns=["instruction", "response", "domain"])
+    except Exception as e:  # missing file, not Parquet, missing columns
+        raise DataError(
+            f"cannot read training data {path!r} as Example Parquet: {type(e).__name__}: {e}"
+        ) from None
+    if domain is not None:
+        ds = ds.filter(lambda row: row["domain"] == domain)
+    ds = ds.map_batches(
+        tokenize_batch,
+        fn_kwargs={"model_path": model_path, "max_seq_len": max_seq_len},
+        batch_size=256,
+        batch_format="numpy",
+        zero_copy_batch=True,
+    )
+    if shuffle:
+        ds = ds.random_shuffle(seed=seed)  # once: packing then mixes domains and lengths
+    if packing:
+        ds = ds.map_batches(
+            pack_batch, fn_kwargs={"seq_len": max_seq_len}, batch_size=1024, batch_format="numpy"
+        )
+    return ds.materialize()

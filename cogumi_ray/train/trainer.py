@@ -1,0 +1,295 @@
+"""SFT on Ray Train: a `TorchTrainer` whose workers each run an HF `Trainer`.
+
+Driver (`run_sft`): builds the tokenised Ray Datasets, the ScalingConfig / RunConfig (keep-best
+checkpoints by eval_loss, FailureConfig), runs the workers and returns the best checkpoint and
+metrics. Worker (`train_loop`): loads the model through the chosen backend, wraps HF Trainer with
+`prepare_trainer` (so it streams its Ray Data shard) and `RayTrainReportCallback` (so every HF
+checkpoint becomes a durable Ray Train checkpoint with its metrics), and resumes from
+`ray.train.get_checkpoint()` when there is one: after a worker failure, or on `--resume`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cogumi_ray import storage
+from cogumi_ray.errors import CogumiError, TrainError
+from cogumi_ray.train.config import LoraSpec, TrainConfig
+
+log = logging.getLogger(__name__)
+
+HF_CHECKPOINT = "checkpoint"  # sub-folder RayTrainReportCallback puts the HF checkpoint in
+
+
+@dataclass
+class SFTJob:
+    """One training run. `name` + `storage_path` identify its checkpoints (and what resumes)."""
+
+    name: str
+    model_path: str
+    train_path: str
+    val_path: str | None
+    cfg: TrainConfig
+    storage_path: str
+    lora: LoraSpec | None = None
+    domain: str | None = None  # keep only this domain's examples
+    resume: bool = False
+    # Test and benchmark hooks: factories of extra HF TrainerCallbacks, built in each worker.
+    callbacks: tuple[Callable[[], Any], ...] = field(default_factory=tuple)
+
+
+@dataclass
+class SFTResult:
+    checkpoint: Any  # ray.train.Checkpoint of the best (else latest) HF checkpoint
+    metrics: dict[str, Any]
+
+
+def resolve_precision(cfg: TrainConfig, on_gpu: bool) -> str:
+    if cfg.precision == "auto":
+        return "bf16" if on_gpu else "fp32"
+    if cfg.precision == "fp16" and not on_gpu:
+        raise TrainError("train.precision fp16 needs GPU workers; use fp32 or bf16 on CPU")
+    return cfg.precision
+
+
+def plan_steps(cfg: TrainConfig, n_rows: int, world_size: int) -> tuple[int, int]:
+    """(max_steps, optimizer steps per epoch) for `n_rows` training rows split over the workers."""
+    rows_per_worker = n_rows // world_size  # Ray's equal split drops the remainder
+    if rows_per_worker == 0:
+        raise TrainError(
+            f"{n_rows} training rows cannot feed {world_size} workers; add data or lower "
+            "train.num_workers"
+        )
+    batches = math.ceil(rows_per_worker / cfg.per_device_batch_size)
+    per_epoch = max(1, batches // cfg.grad_accum_steps)
+    max_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    return max_steps, per_epoch
+
+
+def training_arguments(
+    cfg: TrainConfig, *, output_dir: str, max_steps: int, has_eval: bool, on_gpu: bool
+) -> Any:
+    """HF TrainingArguments for this config (backend extras such as DeepSpeed included)."""
+    from transformers import TrainingArguments
+
+    from cogumi_ray.train.backends import get_backend
+
+    precision = resolve_precision(cfg, on_gpu)
+    return TrainingArguments(
+        output_dir=output_dir,
+        max_steps=max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=int(round(cfg.warmup_ratio * max_steps)),
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not on_gpu,
+        gradient_checkpointing=cfg.gradient_checkpointing and cfg.backend != "unsloth",
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=1,  # local scratch copies only; Ray Train keeps the durable ones
+        include_num_input_tokens_seen="non_padding",
+        restore_callback_states_from_checkpoint=True,  # early-stopping counters survive restores
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=0,  # Ray Data already prefetches in the worker
+        **get_backend(cfg.backend).training_kwargs(cfg),
+    )
+
+
+def scaling_config(cfg: TrainConfig) -> Any:
+    from ray.train import ScalingConfig
+
+    resources = {"CPU": cfg.cpus_per_worker, **cfg.resources_per_worker}
+    if cfg.use_gpu:
+        resources.setdefault("GPU", 1)
+    return ScalingConfig(
+        num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources
+    )
+
+
+def run_config(job: SFTJob, has_eval: bool) -> Any:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    checkpoints = CheckpointConfig(
+        num_to_keep=job.cfg.num_to_keep,
+        checkpoint_score_attribute="eval_loss" if has_eval else None,
+        checkpoint_score_order="min",
+    )
+    return RunConfig(
+        name=job.name,
+        storage_path=job.storage_path,
+        checkpoint_config=checkpoints,
+        failure_config=FailureConfig(max_failures=job.cfg.max_failures),
+    )
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker."""
+    import os
+    import tempfile
+    from functools import partial
+
+    import ray.train
+    import torch
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from transformers import Trainer
+
+    from cogumi_ray.train.backends import get_backend
+    from cogumi_ray.train.early_stopping import EarlyStopping
+    from cogumi_ray.train.sft_data import collate
+    from cogumi_ray.train.throughput import Throughput
+
+    cfg = TrainConfig.model_validate(config["train"])
+    lora = LoraSpec.model_validate(config["lora"]) if config["lora"] else None
+    on_gpu = cfg.use_gpu and torch.cuda.is_available()
+    if not on_gpu:
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    has_eval = config["has_eval"]
+    # Per-worker scratch dir: each rank's files (e.g. rng_state_<rank>.pth, ZeRO shards) are
+    # merged into one Ray checkpoint directory on report.
+    output_dir = tempfile.mkdtemp(prefix=f"cogumi-{config['name']}-")
+    # TrainingArguments before the model: under ZeRO-3 it makes from_pretrained load sharded.
+    args = training_arguments(
+        cfg, output_dir=output_dir, max_steps=config["max_steps"], has_eval=has_eval, on_gpu=on_gpu
+    )
+    backend = get_backend(cfg.backend)
+    model, tok = backend.load(config["model_path"], cfg, lora)
+    batches = partial(collate, pad_id=tok.pad_token_id)
+    train = ray.train.get_dataset_shard("train").iter_torch_batches(
+        batch_size=cfg.per_device_batch_size, collate_fn=batches,
+        local_shuffle_buffer_size=cfg.per_device_batch_size * 8, local_shuffle_seed=cfg.seed,
+    )
+    val = (
+        ray.train.get_dataset_shard("val").iter_torch_batches(
+            batch_size=cfg.per_device_batch_size, collate_fn=batches
+        )
+        if has_eval else None
+    )
+    callbacks: list[Any] = [Throughput(), RayTrainReportCallback()]
+    if has_eval and cfg.early_stopping.enabled:
+        callbacks.append(EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta))
+    callbacks += [make() for make in config["callbacks"]]
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train, eval_dataset=val,
+        processing_class=tok, callbacks=callbacks,
+    )
+    trainer = prepare_trainer(trainer)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        trainer.train()
+        return
+    with checkpoint.as_directory() as ckpt_dir:
+        trainer.train(resume_from_checkpoint=os.path.join(ckpt_dir, HF_CHECKPOINT))
+
+
+def _reraise_worker_error(err: Exception) -> None:
+    """Surface a worker's own CogumiError (e.g. a missing dependency) instead of Ray's wrapper."""
+    failures = getattr(err, "worker_failures", None) or {}
+    for exc in failures.values():
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, CogumiError):
+                raise cause from None
+            cause = cause.__cause__
+    raise TrainError(f"training failed after {type(err).__name__}: {err}") from err
+
+
+def _best(result: Any, has_eval: bool) -> tuple[Any, dict[str, Any]]:
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if c is not None]
+    if has_eval:
+        scored = [(c, m) for c, m in candidates if m.get("eval_loss") is not None]
+        if scored:
+            return min(scored, key=lambda cm: cm[1]["eval_loss"])
+    if result.checkpoint is None:
+        raise TrainError(f"training run {result.path} reported no checkpoint")
+    return result.checkpoint, dict(result.metrics or {})
+
+
+def run_sft(job: SFTJob) -> SFTResult:
+    """Train on Ray Train; return the best checkpoint (by eval_loss) and the run's metrics."""
+    from ray.train.torch import TorchTrainer
+
+    from cogumi_ray.train.backends import get_backend
+    from cogumi_ray.train.sft_data import build_dataset
+
+    t0 = time.perf_counter()
+    cfg = job.cfg
+    get_backend(cfg.backend).check(cfg)
+    kw = {"max_seq_len": cfg.max_seq_len, "packing": cfg.packing, "domain": job.domain}
+    train_ds = build_dataset(job.train_path, job.model_path, seed=cfg.seed, **kw)
+    val_ds = (
+        build_dataset(job.val_path, job.model_path, shuffle=False, **kw) if job.val_path else None
+    )
+    n_train = train_ds.count()
+    n_val = val_ds.count() if val_ds is not None else 0
+    has_eval = n_val >= cfg.num_workers
+    max_steps, per_epoch = plan_steps(cfg, n_train, cfg.num_workers)
+    experiment = storage.join(job.storage_path, job.name)
+    if not job.resume and storage.exists(experiment):
+        # A fresh run must not pick up an older run's checkpoints (Ray restores by name).
+        fs, path = storage.fs_and_path(experiment)
+        fs.rm(path, recursive=True)
+    datasets = {"train": train_ds, **({"val": val_ds} if has_eval else {})}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "train": cfg.model_dump(mode="json"),
+            "lora": job.lora.model_dump(mode="json") if job.lora else None,
+            "model_path": job.model_path,
+            "name": job.name,
+            "max_steps": max_steps,
+            "has_eval": has_eval,
+            "callbacks": list(job.callbacks),
+        },
+        scaling_config=scaling_config(cfg),
+        run_config=run_config(job, has_eval),
+        datasets=datasets,
+    )
+    prep_s = time.perf_counter() - t0
+    try:
+        result = trainer.fit()
+    except Exception as e:  # ray.train.TrainingFailedError and friends
+        _reraise_worker_error(e)
+    checkpoint, best = _best(result, has_eval)
+    last = dict(result.metrics or {})
+    steps = int(last.get("step", 0))
+    metrics: dict[str, Any] = {
+        "train_rows": n_train,
+        "val_rows": n_val,
+        "num_workers": cfg.num_workers,
+        "max_steps": max_steps,
+        "steps": steps,
+        "epochs": round(steps / per_epoch, 3),
+        "stopped_early": steps < max_steps,
+        "train_loss": last.get("loss"),
+        "eval_loss": best.get("eval_loss"),
+        "best_step": best.get("step"),
+        "learning_rate": last.get("learning_rate"),
+        "tokens_per_s": last.get("tokens_per_s"),
+        "tokens_seen": last.get("num_input_tokens_seen"),
+        "start_step": last.get("start_step", 0),
+        "data_prep_s": round(prep_s, 2),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "checkpoints": storage.join(job.storage_path, job.name),
+    }
+    log.info("training %s: %s", job.name, {k: v for k, v in metrics.items() if v is not None})
+    return SFTResult(checkpoint=checkpoint, metrics=metrics)
