@@ -95,6 +95,14 @@ STAGES: tuple[Stage, ...] = (
         uses_ray=False,
     ),
     Stage(
+        name="train_base",
+        target="cogumi_ray.train.base_stage:run",
+        sections=("train",),
+        inputs=lambda cfg: {"model": "model.model", "train": "curate.train", "val": "curate.val"},
+        command=("train", "base"),
+        help="Full-precision SFT of the base on Ray Train (HF Trainer; hf/deepspeed/unsloth).",
+    ),
+    Stage(
         name="generate",
         target="cogumi_ray.generate.stage:run",
         sections=("generate",),
@@ -153,6 +161,15 @@ STAGES: tuple[Stage, ...] = (
             Option("--model", "eval.engine.model", "HF folder or .gguf (default: the base)"),
         ),
         uses_ray=False,
+    ),
+    Stage(
+        name="modifiers",
+        target="cogumi_ray.train.modifier_stage:run",
+        sections=("modifiers",),
+        inputs=lambda cfg: {"model": "train_base.model", "train": "curate.train", "val": "curate.val"},
+        command=("modifiers", "train"),
+        help="Train one LoRA adapter per domain on Ray Train (PEFT folders; optional merge).",
+        options=(Option("--domain", "modifiers.domains", "domain to train (repeatable)", many=True),),
     ),
 )
 

@@ -39,6 +39,7 @@ class SFTJob:
     lora: LoraSpec | None = None
     domain: str | None = None  # keep only this domain's examples
     resume: bool = False
+    min_rows: int = 1  # fewer training rows (after the domain filter) is an error
     # Test and benchmark hooks: factories of extra HF TrainerCallbacks, built in each worker.
     callbacks: tuple[Callable[[], Any], ...] = field(default_factory=tuple)
 
@@ -241,6 +242,12 @@ def run_sft(job: SFTJob) -> SFTResult:
     )
     n_train = train_ds.count()
     n_val = val_ds.count() if val_ds is not None else 0
+    if n_train < job.min_rows:
+        where = f" of domain {job.domain!r}" if job.domain else ""
+        raise TrainError(
+            f"{job.train_path!r} has {n_train} usable training rows{where}, fewer than the "
+            f"{job.min_rows} needed; add data or lower the minimum"
+        )
     has_eval = n_val >= cfg.num_workers
     max_steps, per_epoch = plan_steps(cfg, n_train, cfg.num_workers)
     experiment = storage.join(job.storage_path, job.name)

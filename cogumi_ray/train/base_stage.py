@@ -1,0 +1,45 @@
+"""Stage "train_base" (`cogumi train base`): full-precision SFT of the base model on Ray Train.
+
+Inputs: model (HF folder), train / val (Example Parquet). Output: model, the checkpoint with the
+best validation loss as a plain HF folder. Checkpoints live in `train.storage_path` (default:
+<stage dir>/checkpoints); `--resume` continues from the latest one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from cogumi_ray import storage
+
+if TYPE_CHECKING:
+    from cogumi_ray.config import CogumiConfig
+    from cogumi_ray.runs import RunContext, StageOutput
+
+STAGE = "train_base"
+
+
+def checkpoint_root(configured: str | None, stage_dir: str) -> str:
+    """Where Ray Train keeps checkpoints: absolute for local paths (Ray requires it)."""
+    root = configured or storage.join(stage_dir, "checkpoints")
+    return os.path.abspath(storage.local_path(root)) if storage.is_local(root) else root
+
+
+def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    from cogumi_ray.runs import StageOutput
+    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.trainer import SFTJob, run_sft
+
+    stage_dir = ctx.stage_dir(STAGE)
+    job = SFTJob(
+        name=STAGE,
+        model_path=inputs["model"],
+        train_path=inputs["train"],
+        val_path=inputs.get("val"),
+        cfg=cfg.train,
+        storage_path=checkpoint_root(cfg.train.storage_path, stage_dir),
+        resume=ctx.resume,
+    )
+    result = run_sft(job)
+    model_dir = export_checkpoint(result.checkpoint, storage.join(stage_dir, "model"))
+    return StageOutput(outputs={"model": model_dir}, metrics=result.metrics)
