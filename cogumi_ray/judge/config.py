@@ -85,11 +85,14 @@ class JudgeConfig(StrictModel):
         90000.0, gt=0, description="Give up on an API batch after this long (rows become unjudged)."
     )
     max_tokens: int = Field(512, ge=16, description="Max tokens of one judge reply.")
-    temperature: float = Field(0.0, ge=0, le=2, description="Judge sampling temperature.")
+    temperature: float = Field(
+        0.0, ge=0, le=2, description="Judge sampling temperature (OpenAI/compatible judges)."
+    )
     json_schema: bool = Field(
         False,
-        description="OpenAI/compatible: ask for the reply as JSON matching the verdict schema "
-        "(response_format json_schema; llama.cpp and vLLM servers enforce it with a grammar).",
+        description="Ask for the reply as JSON matching the verdict schema (Anthropic "
+        "output_config.format; OpenAI response_format json_schema, which llama.cpp and vLLM "
+        "servers enforce with a grammar).",
     )
     timeout_s: float = Field(60.0, gt=0, description="Per-request HTTP timeout.")
     max_retries: int = Field(

@@ -4,6 +4,7 @@ backoff, QPS and attempt counts follow judge config."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from cogumi_ray.judge.cache import JudgeCache
@@ -43,13 +44,18 @@ class AnthropicClient(JudgeClient):
         )
 
     def _params(self, req: ChatRequest) -> dict[str, Any]:
-        return {
+        # No temperature: the current Messages API (SDK 2.x) no longer takes one.
+        params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
             "system": req.system,
             "messages": [{"role": role, "content": text} for role, text in req.messages],
         }
+        if req.schema is not None and self.cfg.json_schema:
+            params["output_config"] = {
+                "format": {"type": "json_schema", "schema": json.loads(req.schema)}
+            }
+        return params
 
     @staticmethod
     def _reply(message: Any) -> Reply:

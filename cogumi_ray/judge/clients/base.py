@@ -88,24 +88,31 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after_s: floa
 class TokenBucket:
     """Thread-safe request-rate limiter: `rate` tokens per second, bursts up to `burst`."""
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
         self.capacity = max(1.0, burst if burst is not None else rate)
+        self._clock, self._sleep = clock, sleep
         self._tokens = self.capacity
-        self._last = time.monotonic()
+        self._last = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
                 self._last = now
                 if self._tokens >= 1:
                     self._tokens -= 1
                     return
                 wait = (1 - self._tokens) / self.rate
-            time.sleep(wait)
+            self._sleep(wait)
 
 
 def api_key_from_env(var: str | None, judge: str, required: bool = True) -> str | None:
