@@ -9,8 +9,8 @@ Markers in the text under test script the real-world trouble:
 - `[[malformed]]`: every reply is prose without JSON; `[[malformed-once]]`: only the first ask;
 - `[[flip]]` (pairwise): always prefers whichever answer is shown first (position bias);
 - `[[batch-error]]`: the request errors inside a provider batch.
-`always_fail` makes every completion request fail with that status. Counters record every
-request by route, so tests can assert that a cached re-run sends nothing.
+`always_fail` makes every completion request fail with that status; `delay_s` slows each one.
+Counters record every request by route, so tests can assert that a cached re-run sends nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class FakeLLMServer:
         self.polls_until_done = polls_until_done  # status polls answered "in progress" first
         self.hold_batches = False  # keep every batch in progress (a run interrupted mid-batch)
         self.always_fail: int | None = None
+        self.delay_s = 0.0  # added to every completion (a slow API)
         self.counts: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
         self.batches: dict[str, dict[str, Any]] = {}
@@ -120,6 +121,8 @@ class FakeLLMServer:
 
     async def _fault(self, body: dict[str, Any]) -> web.Response | None:
         """The scripted failure for this attempt of this request, if any."""
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.always_fail:
             return _error(self.always_fail, "injected failure")
         blob = json.dumps(body, sort_keys=True)
