@@ -86,9 +86,9 @@ def summarize(path: str) -> dict[str, Any]:
         "unjudged": counts["unjudged"],
         "pass_rate": round(counts["pass"] / judged, 4) if judged else None,
         "input_tokens": int(sum(t["input_tokens"])), "output_tokens": int(sum(t["output_tokens"])),
-        "cost_usd": round(float(sum(t["cost_usd"])), 6),
+        "cost_usd": round(float(sum(t["cost_usd"])), 10),
         "cost_usd_this_run": round(float(sum(
-            c for c, hit in zip(t["cost_usd"], t["cached"], strict=True) if not hit)), 6),
+            c for c, hit in zip(t["cost_usd"], t["cached"], strict=True) if not hit)), 10),
         "cached_rows": int(sum(t["cached"])),
         "judge": t["judge"][0] if n else None,
     }
