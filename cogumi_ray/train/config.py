@@ -7,9 +7,9 @@ minutes (hence the high learning rate and short sequences). A cluster config ove
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cogumi_ray.config_base import StrictModel
 
@@ -175,16 +175,17 @@ class ModifiersConfig(StrictModel):
     min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
     merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")
 
-    @model_validator(mode="after")
-    def _known_domains(self) -> ModifiersConfig:
+    @field_validator("domains", "adapters")
+    @classmethod
+    def _known_domains(cls, value: Any) -> Any:
         from cogumi_ray.data.config import DOMAINS
 
-        bad = [d for d in [*self.domains, *self.adapters] if d not in DOMAINS]
+        bad = [d for d in value if d not in DOMAINS]
         if bad:
             raise ValueError(f"unknown domains {bad}; valid: {list(DOMAINS)}")
-        if not self.domains:
+        if not value and isinstance(value, list):
             raise ValueError("domains is empty; name at least one (e.g. --domain code)")
-        return self
+        return value
 
     def spec(self, domain: str) -> LoraSpec:
         return self.adapters.get(domain, self.default)

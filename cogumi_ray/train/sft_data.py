@@ -149,7 +149,7 @@ def build_dataset(
             f"cannot read training data {path!r} as Example Parquet: {type(e).__name__}: {e}"
         ) from None
     if domain is not None:
-        ds = ds.filter(lambda row: row["domain"] == domain)
+        ds = ds.filter(expr=f"domain == {domain!r}")
     ds = ds.map_batches(
         tokenize_batch,
         fn_kwargs={"model_path": model_path, "max_seq_len": max_seq_len},

@@ -1,0 +1,89 @@
+"""SFT rows: loss only on response tokens, packing, collation, bad input."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from cogumi_ray.errors import DataError
+from cogumi_ray.models.chat import build_prompt, encode_chat
+from cogumi_ray.models.load import load_tokenizer
+from cogumi_ray.train.sft_data import (
+    IGNORE,
+    build_dataset,
+    collate,
+    pack_rows,
+    tokenize_batch,
+    tokenize_pair,
+)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    return load_tokenizer(tiny_model_dir)
+
+
+def test_loss_mask_covers_exactly_the_response(tok):
+    ids, labels = tokenize_pair(tok, "What is 2 + 3?", "5", max_seq_len=256)
+    n_prompt = len(encode_chat(tok, build_prompt(tok, "What is 2 + 3?")))
+    assert len(ids) == len(labels)
+    assert labels[:n_prompt] == [IGNORE] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:]
+    assert ids[-1] == tok.eos_token_id  # the model learns to stop
+    assert tok.decode(ids[n_prompt:], skip_special_tokens=True).strip() == "5"
+
+
+def test_truncation_keeps_the_prompt_and_drops_prompt_only_rows(tok):
+    long = "1 2 3 4 5 6 7 8 9 " * 40
+    ids, labels = tokenize_pair(tok, "Count.", long, max_seq_len=32)
+    assert len(ids) == 32 and any(x != IGNORE for x in labels)
+    assert tokenize_pair(tok, "word " * 200, "answer", max_seq_len=16) is None
+
+
+def test_pack_rows_never_splits_examples():
+    ids = [[1] * 5, [2] * 4, [3] * 6, [4] * 2]
+    labels = [[IGNORE] * 2 + [1] * 3, [2] * 4, [3] * 6, [4] * 2]
+    packed, packed_labels = pack_rows(ids, labels, seq_len=10)
+    assert packed == [[1] * 5 + [2] * 4, [3] * 6 + [4] * 2]
+    assert packed_labels[0][:2] == [IGNORE, IGNORE] and len(packed_labels[1]) == 8
+    assert sum(len(p) for p in packed) == sum(len(i) for i in ids)
+    # an example longer than seq_len still gets its own row (tokenisation already truncated it)
+    assert pack_rows([[9] * 12], [[9] * 12], seq_len=10)[0] == [[9] * 12]
+
+
+def test_collate_pads_with_masked_labels():
+    batch = {"input_ids": [[5, 6, 7], [8]], "labels": [[IGNORE, 6, 7], [8]]}
+    out = collate(batch, pad_id=0, multiple_of=4)
+    assert out["input_ids"].shape == (2, 4)
+    assert out["input_ids"][1].tolist() == [8, 0, 0, 0]
+    assert out["labels"][1].tolist() == [8, IGNORE, IGNORE, IGNORE]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert out["labels"].dtype == torch.long
+
+
+def test_tokenize_batch_rejects_non_example_columns(tiny_model_dir):
+    with pytest.raises(DataError, match="instruction"):
+        tokenize_batch({"text": ["x"]}, tiny_model_dir, 64)
+
+
+def _write(path, rows):
+    from cogumi_ray.data.schema import Example, arrow_schema
+
+    ex = [Example(id=str(i), instruction=a, response=b, domain=d) for i, (a, b, d) in enumerate(rows)]
+    pq.write_table(pa.Table.from_pylist([e.to_row() for e in ex], schema=arrow_schema()), path)
+
+
+def test_build_dataset_filters_domain_and_packs(ray_session, tok, tiny_model_dir, tmp_path):
+    rows = [(f"What is {i} + 1?", str(i + 1), "math" if i % 2 else "code") for i in range(40)]
+    path = str(tmp_path / "train.parquet")
+    _write(path, rows)
+    packed = build_dataset(path, tiny_model_dir, max_seq_len=128, packing=True, domain="math")
+    got = packed.take_all()
+    lengths = [len(r["input_ids"]) for r in got]
+    expected = [tokenize_pair(tok, a, b, 128)[0] for a, b, d in rows if d == "math"]
+    assert sum(lengths) == sum(len(e) for e in expected)  # 20 math rows, every token kept
+    assert len(got) < len(expected) and max(lengths) <= 128
+    with pytest.raises(DataError, match="cannot read training data"):
+        build_dataset(str(tmp_path / "missing.parquet"), tiny_model_dir, max_seq_len=64, packing=False)
