@@ -6,7 +6,7 @@ build their engine from one, so a YAML block that works in one place works every
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -67,6 +67,11 @@ class OpenAIEngineConfig(StrictModel):
         3, ge=0, description="SDK retries (exponential backoff) on 429/5xx/timeouts/connection errors."
     )
     concurrency: int = Field(4, ge=1, description="Requests in flight per engine (threads).")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Server-specific request fields sent as-is, e.g. {repeat_penalty: 1.0} for "
+        "llama.cpp's server (whose default is 1.1) or {top_k: 50} for vLLM.",
+    )
 
 
 class VLLMEngineConfig(StrictModel):

@@ -106,7 +106,7 @@ def _cfg(port: int, **kw) -> EngineConfig:
 def test_answers_match_the_model_behind_the_endpoint(server, hf_engine):
     prompts = ["What is 2 + 2?", "Sort the list [2, 1] in ascending order.", "hi"]
     params = GenParams(max_new_tokens=12)
-    eng = make_engine(_cfg(server.port, concurrency=3))
+    eng = make_engine(_cfg(server.port, concurrency=3, extra_body={"top_k": 50}))
     try:
         assert eng.model == "tiny"  # discovered from /v1/models
         got = eng.generate(prompts, params)
@@ -118,6 +118,7 @@ def test_answers_match_the_model_behind_the_endpoint(server, hf_engine):
     assert all(c.latency_s > 0 for c in got)
     sent = server.requests[-1]
     assert sent["temperature"] == 0.0 and sent["max_tokens"] == 12
+    assert sent["top_k"] == 50  # extra_body fields reach the server
     assert sent["messages"] == [{"role": "user", "content": sent["messages"][0]["content"]}]
 
 

@@ -96,26 +96,45 @@ class LlamaCppEngine:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def generate(self, prompts: list[str], params: GenParams) -> list[Completion]:
-        out = []
-        for instruction in prompts:  # llama-cpp-python's high-level API serves one sequence
-            ids = self.prompt_ids(instruction)
-            t0 = time.perf_counter()
-            try:
-                res = self.llm.create_completion(
-                    ids, max_tokens=params.max_new_tokens, temperature=params.temperature,
-                    top_p=params.top_p, stop=list(params.stop) or None, seed=params.seed,
-                    # llama.cpp's own defaults (top_k 40, min_p 0.05) would make sampling differ
-                    # from the HF engine's; match HF (top_k 50, no min_p, no repeat penalty).
-                    top_k=50, min_p=0.0, repeat_penalty=1.0,
-                )
-            except ValueError as e:  # e.g. prompt longer than n_ctx
-                raise EngineError(f"llama.cpp generate failed on {self.model_path!r}: {e}") from e
-            choice, usage = res["choices"][0], res["usage"]
-            text, _ = cut_at_stop(choice["text"], params.stop)
-            reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            out.append(Completion(text, usage["prompt_tokens"], usage["completion_tokens"],
-                                  time.perf_counter() - t0, reason))
-        return out
+        return [self._one(p, params) for p in prompts]  # the high-level API serves one sequence
+
+    def _one(self, instruction: str, params: GenParams) -> Completion:
+        """Our own decode loop over `Llama.generate` rather than `create_completion`, whose
+        UTF-8 repair can run past max_tokens: counts and stops here match the HF engine's."""
+        import llama_cpp
+
+        ids = self.prompt_ids(instruction)
+        if len(ids) + params.max_new_tokens > self.cfg.n_ctx:
+            raise EngineError(
+                f"prompt ({len(ids)} tokens) + max_new_tokens ({params.max_new_tokens}) exceed "
+                f"n_ctx {self.cfg.n_ctx}; raise generate.engine.llama_cpp.n_ctx"
+            )
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.llm.set_seed(params.seed)
+        out: list[int] = []
+        hit_eos = hit_stop = False
+        t0 = time.perf_counter()
+        # llama.cpp's sampler defaults (top_k 40, min_p 0.05) would make sampling differ from the
+        # HF engine's; use HF's (top_k 50, no min_p, no repetition penalty).
+        for tok in self.llm.generate(ids, top_k=50, top_p=params.top_p, min_p=0.0,
+                                     temp=params.temperature, repeat_penalty=1.0, reset=True):
+            out.append(tok)
+            if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                hit_eos = True  # counted, not shown: as the HF engine does with EOS
+                break
+            if params.stop and cut_at_stop(self._decode(out), params.stop)[1]:
+                hit_stop = True
+                break
+            if len(out) >= params.max_new_tokens:
+                break
+        latency = time.perf_counter() - t0
+        text, _ = cut_at_stop(self._decode(out[:-1] if hit_eos else out), params.stop)
+        reason = "stop" if hit_eos or hit_stop else "length"
+        return Completion(text, len(ids), len(out), latency, reason)
+
+    def _decode(self, tokens: list[int]) -> str:
+        # Invalid UTF-8 (a byte-level model mid-character) decodes to U+FFFD, as HF's decode does.
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:

@@ -85,6 +85,8 @@ class OpenAIEngine:
         }
         if params.stop:
             kwargs["stop"] = list(params.stop)
+        if self.cfg.extra_body:
+            kwargs["extra_body"] = dict(self.cfg.extra_body)
         t0 = time.perf_counter()
         resp = self._call(self.client.chat.completions.create, **kwargs)
         latency = time.perf_counter() - t0
