@@ -15,6 +15,7 @@ from cogumi_ray.config_base import StrictModel
 from cogumi_ray.data.config import CurateConfig, SuiteConfig
 from cogumi_ray.errors import ConfigError
 from cogumi_ray.eval.config import EvalConfig
+from cogumi_ray.export.config import ExportConfig
 from cogumi_ray.generate.config import GenerateConfig
 from cogumi_ray.judge.config import DistillConfig, FailuresConfig, JudgeConfig
 from cogumi_ray.models.config import ModelConfig
@@ -44,6 +45,7 @@ class CogumiConfig(StrictModel):
     suite: SuiteConfig = Field(default_factory=SuiteConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)

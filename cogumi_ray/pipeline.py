@@ -103,6 +103,16 @@ STAGES: tuple[Stage, ...] = (
         help="Full-precision SFT of the base on Ray Train (HF Trainer; hf/deepspeed/unsloth).",
     ),
     Stage(
+        name="export_gguf",
+        target="cogumi_ray.export.stage:run",
+        sections=("export",),
+        inputs=lambda cfg: {"model": "model.model"},
+        command=("export", "gguf"),
+        help="Export the model (HF Llama folder) to a GGUF file for llama.cpp (f32 or f16).",
+        options=(Option("--outtype", "export.gguf_outtype", "f32 or f16"),),
+        uses_ray=False,
+    ),
+    Stage(
         name="generate",
         target="cogumi_ray.generate.stage:run",
         sections=("generate",),

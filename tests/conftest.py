@@ -67,7 +67,10 @@ def tiny_sft_model_dir(tiny_model_dir, tmp_path_factory) -> str:
 
     from cogumi_ray.models.chat import build_sft_pair, encode_chat
 
-    torch.set_num_threads(2)
+    # One thread: on a shared 2-core box, OpenMP threads spinning at barriers make 2 threads
+    # ~20x slower than 1 as soon as other processes compete for the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     seqs = [encode_chat(tok, build_sft_pair(tok, i, r)[1]) for i, r in tiny_pairs()]
@@ -80,13 +83,16 @@ def tiny_sft_model_dir(tiny_model_dir, tmp_path_factory) -> str:
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(40):
-        idx = torch.randint(0, len(seqs), (16,), generator=gen)
-        loss = model(input_ids=ids[idx], attention_mask=(labels[idx] != -100).long(),
-                     labels=labels[idx]).loss
+    for _ in range(30):
+        idx = torch.randint(0, len(seqs), (8,), generator=gen)
+        width = int((labels[idx] != -100).sum(1).max())  # pad only to this batch's longest
+        batch_ids, batch_labels = ids[idx, :width], labels[idx, :width]
+        loss = model(input_ids=batch_ids, attention_mask=(batch_labels != -100).long(),
+                     labels=batch_labels).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
+    torch.set_num_threads(threads)
     out = str(tmp_path_factory.mktemp("tiny_sft_model"))
     model.save_pretrained(out)
     tok.save_pretrained(out)
