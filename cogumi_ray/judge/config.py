@@ -88,11 +88,12 @@ class JudgeConfig(StrictModel):
     temperature: float = Field(
         0.0, ge=0, le=2, description="Judge sampling temperature (OpenAI/compatible judges)."
     )
-    json_schema: bool = Field(
-        False,
-        description="Ask for the reply as JSON matching the verdict schema (Anthropic "
-        "output_config.format; OpenAI response_format json_schema, which llama.cpp and vLLM "
-        "servers enforce with a grammar).",
+    structured_output: Literal["off", "json_schema", "json_object"] = Field(
+        "off",
+        description="Constrain the reply to the verdict's JSON schema: 'json_schema' = OpenAI "
+        "structured outputs (also vLLM, llama.cpp's C++ server) and Anthropic "
+        "output_config.format; 'json_object' = {type: json_object, schema} (llama-cpp-python's "
+        "server). Servers enforce it with a grammar, so even small judges reply in format.",
     )
     timeout_s: float = Field(60.0, gt=0, description="Per-request HTTP timeout.")
     max_retries: int = Field(

@@ -61,6 +61,17 @@ PAIRWISE_SCHEMA = _schema({
 })
 
 
+def bounded(schema: str, max_chars: int) -> str:
+    """`schema` with a maxLength on every string property. Only for grammar-constrained local
+    servers: it stops a small judge from rambling inside the rationale until max_tokens cuts the
+    JSON off. (OpenAI's strict mode accepts no length constraints, so the shared schema has none.)"""
+    obj = json.loads(schema)
+    for prop in obj["properties"].values():
+        if prop.get("type") == "string" and "enum" not in prop:
+            prop["maxLength"] = max_chars
+    return json.dumps(obj, sort_keys=True)
+
+
 class ParseError(ValueError):
     """The judge's reply is not in the required format; the message says what is wrong."""
 

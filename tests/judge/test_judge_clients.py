@@ -178,3 +178,26 @@ def test_token_bucket_allows_a_burst_then_paces_requests():
     for _ in range(4):
         bucket.acquire()
     assert sum(waits) == pytest.approx(2.0)  # then 2 per second: 4 more take 2 s
+
+
+def test_structured_output_request_shapes(server):
+    from cogumi_ray.judge.rubric import REFERENCE_SCHEMA
+
+    r = ChatRequest("s", (("user", "u"),), 100, 0.0, schema=REFERENCE_SCHEMA)
+    anth = make_client(make_cfg(server, "anthropic", structured_output="json_schema"))
+    a = anth._params(r)
+    assert a["output_config"]["format"]["type"] == "json_schema" and "temperature" not in a
+    oai = make_client(make_cfg(server, "openai", structured_output="json_schema"))
+    o = oai._params(r)
+    assert o["response_format"]["json_schema"]["strict"] is True
+    assert o["max_completion_tokens"] == 100 and o["messages"][0]["role"] == "system"
+    local = make_client(make_cfg(server, "openai_compatible", model="m",
+                                 structured_output="json_object"))
+    c = local._params(r)
+    assert c["response_format"]["type"] == "json_object" and c["max_tokens"] == 100
+    assert c["response_format"]["schema"]["properties"]["rationale"]["maxLength"] == 50
+    assert "response_format" not in make_client(make_cfg(server, "openai"))._params(r)
+    # the SDKs send these shapes over the wire
+    for client in (anth, oai):
+        (res,) = client.complete_many([r])
+        assert res.error is None

@@ -51,7 +51,7 @@ class AnthropicClient(JudgeClient):
             "system": req.system,
             "messages": [{"role": role, "content": text} for role, text in req.messages],
         }
-        if req.schema is not None and self.cfg.json_schema:
+        if req.schema is not None and self.cfg.structured_output != "off":
             params["output_config"] = {
                 "format": {"type": "json_schema", "schema": json.loads(req.schema)}
             }

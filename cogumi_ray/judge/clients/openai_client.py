@@ -16,6 +16,7 @@ from cogumi_ray.judge.clients.base import (
     api_key_from_env,
 )
 from cogumi_ray.judge.config import JudgeConfig
+from cogumi_ray.judge.rubric import bounded
 
 _RETRY_STATUS = {408, 409, 429}
 _FATAL_STATUS = {401, 403, 404}
@@ -58,11 +59,16 @@ class OpenAIClient(JudgeClient):
         # OpenAI's current name for the limit; compatible servers still expect `max_tokens`.
         limit = "max_tokens" if self.cfg.judge == "openai_compatible" else "max_completion_tokens"
         params[limit] = req.max_tokens
-        if req.schema is not None and self.cfg.json_schema:
+        if req.schema is not None and self.cfg.structured_output == "json_schema":
             params["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "judgment", "schema": json.loads(req.schema), "strict": True},
             }
+        elif req.schema is not None and self.cfg.structured_output == "json_object":
+            # llama-cpp-python's form. Bounding the rationale to half of max_tokens characters
+            # leaves room for the rest of the JSON even at one character per token.
+            schema = bounded(req.schema, max_chars=req.max_tokens // 2)
+            params["response_format"] = {"type": "json_object", "schema": json.loads(schema)}
         return params
 
     def _send(self, req: ChatRequest) -> Reply:
