@@ -85,3 +85,18 @@ def test_content_hash_tracks_directory_content(tmp_path):
     assert storage.content_hash(str(d)) != h1
     with pytest.raises(FileNotFoundError):
         storage.content_hash(str(tmp_path / "missing"))
+
+
+def test_large_files_are_fingerprinted_by_sampled_windows(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "FULL_HASH_LIMIT", 1 << 20)
+    monkeypatch.setattr(storage, "_WINDOW", 1 << 16)
+    big = tmp_path / "w.bin"
+    data = bytearray(3 << 20)
+    big.write_bytes(bytes(data))
+    h1 = storage.content_hash(str(big))
+    data[-1] = 1  # a change inside the last window is seen
+    big.write_bytes(bytes(data))
+    assert storage.content_hash(str(big)) != h1
+    data.append(0)  # so is a change of size
+    big.write_bytes(bytes(data))
+    assert len({h1, storage.content_hash(str(big))}) == 2
