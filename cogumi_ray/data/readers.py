@@ -1,23 +1,23 @@
 """Read JSONL / Parquet inputs (local paths, directories or fsspec URIs) into annotated Example rows.
 
-Ray Data plan: the driver only *lists* files; a dataset of file names is then expanded by a
-`flat_map` whose tasks each stream one file (line by line for JSONL, record batch by record batch
-for Parquet) on whichever node runs them. Memory per task stays bounded by one batch rather than one
-file, files spread over the cluster, and every row keeps its file and line number, which Ray's
-built-in text/JSON readers drop. Unreadable rows are not raised: they come out marked
-`_drop="quarantine:<reason>"` (see rows.py) so the run continues and reports them.
+Ray Data plan: the driver only *lists* files and cuts them into pieces (whole small files, byte
+ranges of large JSON Lines files, row-group runs of large Parquet files); a dataset of pieces is
+then expanded by `FlatMap(read_piece)`, whose tasks each stream one piece on whichever node runs
+them. So even one large file spreads over the cluster, memory per task stays bounded, and every
+row keeps its file and line number, which Ray's built-in text/JSON readers drop. Line numbers of
+byte ranges come from a first, cheap pass counting newlines per range (`Map(count_newlines)`).
+Unreadable rows are not raised: they come out marked `_drop="quarantine:<reason>"` (see rows.py)
+so the run continues and reports them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray import storage
-from cogumi_ray.data.normalize import RecordError, normalize_record
-from cogumi_ray.data.rows import bad_row, good_row
+from cogumi_ray.data.parse import iter_json_array, iter_jsonl, iter_parquet
 from cogumi_ray.errors import DataError
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 # Suffix -> format. JSON Lines may be compressed (fsspec infers the codec from the suffix).
 SUFFIXES: dict[str, str] = {
     ".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".jsonl.zst": "jsonl", ".jsonl.bz2": "jsonl",
-    ".ndjson": "jsonl", ".ndjson.gz": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+    ".ndjson": "jsonl", ".ndjson.gz": "jsonl", ".json": "json", ".parquet": "parquet",
 }
-PARQUET_BATCH_ROWS = 1024
+PIECE_BYTES = 64 << 20  # files larger than this are read by several tasks
+COMPRESSED = (".gz", ".zst", ".bz2")  # a compressed stream cannot be entered mid-way
 
 
 def file_format(path: str) -> str | None:
@@ -81,96 +82,96 @@ def _uri(fs: Any, given: str, path: str) -> str:
     return path if storage.is_local(given) else fs.unstrip_protocol(path)
 
 
-def _source_name(uri: str) -> str:
-    """Default `source` for rows without one: the file name without its suffixes."""
-    return uri.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0] or "unknown"
+def plan_pieces(files: list[tuple[str, str]], piece_bytes: int = PIECE_BYTES) -> list[dict[str, Any]]:
+    """Cut files into read pieces: {uri, format, start, end, row_groups, first_row}."""
+    pieces: list[dict[str, Any]] = []
+    for uri, fmt in files:
+        fs, path = storage.fs_and_path(uri)
+        size = fs.size(path) or 0
+        whole = {"uri": uri, "format": fmt, "start": 0, "end": -1, "row_groups": [], "first_row": 1}
+        if size <= piece_bytes or fmt == "json" or uri.endswith(COMPRESSED):
+            pieces.append(whole)
+        elif fmt == "parquet":
+            pieces.extend(_parquet_pieces(fs, path, whole, piece_bytes))
+        else:
+            pieces.extend({**whole, "start": s, "end": min(s + piece_bytes, size), "first_row": -1}
+                          for s in range(0, size, piece_bytes))
+    return pieces
 
 
-def _annotated(record: Any, uri: str, line: int, raw: str) -> dict[str, Any]:
-    try:
-        example = normalize_record(record, _source_name(uri))
-    except RecordError as e:
-        return bad_row(uri, line, e.reason, e.detail, raw)
-    return good_row(example.to_row(), uri, line)
-
-
-def iter_jsonl(uri: str) -> Iterator[dict[str, Any]]:
-    """Stream one JSON Lines file (a `.json` file holding one JSON array also works)."""
-    import fsspec
-
-    with fsspec.open(uri, "rb", compression="infer") as f:
-        first = f.read(1)
-        while first and first.isspace():
-            first = f.read(1)
-        if first == b"[":  # a whole-file JSON array (e.g. Alpaca's alpaca_data.json)
-            yield from _iter_json_array(uri, first + f.read())
-            return
-        for number, raw_bytes in enumerate(_prepend(first, f), start=1):
-            try:
-                line = raw_bytes.decode("utf-8")
-            except UnicodeDecodeError as e:
-                text = raw_bytes.decode("utf-8", errors="replace")
-                yield bad_row(uri, number, "bad_encoding", f"not UTF-8 ({e.reason})", text)
-                continue
-            if not line.strip():
-                continue  # blank lines are layout, not records
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield bad_row(uri, number, "bad_json", f"{e.msg} at column {e.colno}", line.rstrip("\n"))
-                continue
-            yield _annotated(record, uri, number, line.rstrip("\n"))
-
-
-def _prepend(first: bytes, f: Any) -> Iterator[bytes]:
-    """Lines of `f`, with the byte already consumed while sniffing put back on the first line."""
-    lines = iter(f)
-    head = next(lines, b"")
-    yield first + head
-    yield from lines
-
-
-def _iter_json_array(uri: str, blob: bytes) -> Iterator[dict[str, Any]]:
-    try:
-        records = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raw = blob[:200].decode(errors="replace")
-        yield bad_row(uri, 1, "bad_json", f"file is not a valid JSON array ({e})", raw)
-        return
-    for number, record in enumerate(records, start=1):  # "line" = 1-based element index
-        yield _annotated(record, uri, number, json.dumps(record, default=str))
-
-
-def iter_parquet(uri: str) -> Iterator[dict[str, Any]]:
-    """Stream one Parquet file batch by batch; `line` is the 1-based row number."""
-    import fsspec
+def _parquet_pieces(fs: Any, path: str, whole: dict[str, Any], piece_bytes: int) -> list[dict]:
+    """Runs of row groups of about `piece_bytes` each (footer read only)."""
     import pyarrow.parquet as pq
 
-    with fsspec.open(uri, "rb") as f:
-        try:
-            reader = pq.ParquetFile(f)
-        except Exception as e:  # noqa: BLE001 - any decode failure means "not Parquet"
-            yield bad_row(uri, 0, "bad_parquet", f"cannot open as Parquet ({e})", "")
-            return
-        number = 0
-        for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for record in batch.to_pylist():
-                number += 1
-                yield _annotated(record, uri, number, json.dumps(record, default=str))
+    try:
+        with fs.open(path, "rb") as f:
+            meta = pq.read_metadata(f)
+    except Exception:  # noqa: BLE001 - unreadable: one piece, whose reader quarantines it
+        return [whole]
+    pieces, groups, group_bytes, first, row = [], [], 0, 1, 1
+    for i in range(meta.num_row_groups):
+        if groups and group_bytes >= piece_bytes:
+            pieces.append({**whole, "row_groups": groups, "first_row": first})
+            groups, group_bytes, first = [], 0, row
+        groups.append(i)
+        group_bytes += meta.row_group(i).total_byte_size
+        row += meta.row_group(i).num_rows
+    pieces.append({**whole, "row_groups": groups, "first_row": first})
+    return pieces
 
 
-def read_input_file(item: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Ray Data flat_map UDF: one file name in, its annotated rows out (streamed)."""
-    reader = iter_parquet if item["format"] == "parquet" else iter_jsonl
-    yield from reader(item["uri"])
+def count_newlines(piece: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data map UDF: newlines in bytes [start, end) of a piece."""
+    import fsspec
+
+    count, pos = 0, piece["start"]
+    with fsspec.open(piece["uri"], "rb") as f:
+        f.seek(pos)
+        while pos < piece["end"]:
+            chunk = f.read(min(8 << 20, piece["end"] - pos))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            pos += len(chunk)
+    return {**piece, "newlines": count}
 
 
-def read_examples(paths: Iterable[str]) -> ray.data.Dataset:
+def _number_ranges(pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill `first_row` of byte-range pieces with the newlines before them (one Ray pass)."""
+    import ray.data
+
+    ranges = [p for p in pieces if p["first_row"] == -1]
+    if not ranges:
+        return pieces
+    counted = ray.data.from_items(ranges, override_num_blocks=len(ranges)).map(count_newlines)
+    before: dict[tuple[str, int], int] = {}
+    running: dict[str, int] = {}
+    for p in sorted(counted.take_all(), key=lambda p: (p["uri"], p["start"])):
+        before[p["uri"], p["start"]] = running.get(p["uri"], 0)
+        running[p["uri"]] = running.get(p["uri"], 0) + p["newlines"]
+    return [{**p, "first_row": before[p["uri"], p["start"]]} if p["first_row"] == -1 else p
+            for p in pieces]
+
+
+def read_piece(piece: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Ray Data flat_map UDF: one piece of a file in, its annotated rows out (streamed)."""
+    uri = piece["uri"]
+    if piece["format"] == "parquet":
+        yield from iter_parquet(uri, list(piece["row_groups"]) or None, piece["first_row"])
+    elif piece["format"] == "json":
+        yield from iter_json_array(uri)
+    elif piece["end"] < 0:
+        yield from iter_jsonl(uri)
+    else:  # for byte ranges, first_row holds the newlines before `start`
+        yield from iter_jsonl(uri, piece["start"], piece["end"], piece["first_row"])
+
+
+def read_examples(paths: Iterable[str], piece_bytes: int = PIECE_BYTES) -> ray.data.Dataset:
     """Annotated Example rows (see rows.py) from every input file, read in parallel on Ray."""
     import ray.data
 
     files = list_input_files(paths)
-    log.info("curate: reading %d input file(s)", len(files))
-    items = [{"uri": uri, "format": fmt} for uri, fmt in files]
-    # One block per file so each file is its own read task (parallel across the cluster).
-    return ray.data.from_items(items, override_num_blocks=len(items)).flat_map(read_input_file)
+    pieces = _number_ranges(plan_pieces(files, piece_bytes))
+    log.info("curate: reading %d input file(s) as %d piece(s)", len(files), len(pieces))
+    # One block per piece so each piece is its own read task (parallel across the cluster).
+    return ray.data.from_items(pieces, override_num_blocks=len(pieces)).flat_map(read_piece)

@@ -173,7 +173,7 @@ def test_planted_mess_is_gone(curated):
         assert (dup in ids) != (original in ids), (dup, original)
     for r in rows:
         for text in (r["instruction"], r["response"], r["metadata"]):
-            for kind, pattern, ok in RULES:
+            for kind, pattern, ok, _ in RULES:
                 hits = [m.group(0) for m in pattern.finditer(text) if ok is None or ok(m.group(0))]
                 assert not hits, f"{kind} left in {r['id']}: {hits}"
     scrubbed = [r for r in rows if r["id"].startswith("pii-")]

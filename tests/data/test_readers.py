@@ -10,7 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from cogumi_ray.data.normalize import RecordError, content_id, normalize_record
-from cogumi_ray.data.readers import iter_jsonl, iter_parquet, list_input_files, read_examples
+from cogumi_ray.data.parse import iter_json_array, iter_jsonl, iter_parquet
+from cogumi_ray.data.readers import (
+    count_newlines,
+    list_input_files,
+    plan_pieces,
+    read_examples,
+    read_piece,
+)
 from cogumi_ray.data.rows import DETAIL, DROP, FILE, LINE, RAW
 from cogumi_ray.errors import DataError
 
@@ -110,7 +117,7 @@ def test_jsonl_bad_utf8_and_gzip_and_json_array(tmp_path):
 
     arr = tmp_path / "alpaca.json"
     arr.write_text(json.dumps([{"instruction": "I", "input": "", "output": "O"}, 3]))
-    rows = list(iter_jsonl(str(arr)))
+    rows = list(iter_json_array(str(arr)))
     assert [(r[LINE], r[DROP]) for r in rows] == [(1, ""), (2, "quarantine:not_object")]
 
 
@@ -133,6 +140,44 @@ def test_parquet_rows_and_bad_types(tmp_path):
     assert [r[DROP] for r in iter_parquet(str(notparquet))] == ["quarantine:bad_parquet"]
 
 
+def _piecewise(path: str, fmt: str, piece_bytes: int) -> tuple[int, list[tuple]]:
+    """Read a file piece by piece as the Ray plan would, numbering ranges by counted newlines."""
+    pieces = plan_pieces([(path, fmt)], piece_bytes)
+    before = 0
+    rows = []
+    for p in pieces:
+        if p["first_row"] == -1:  # byte range: newlines before it, as _number_ranges computes
+            p = {**p, "first_row": before}
+            before += count_newlines(p)["newlines"]
+        rows += [(r[LINE], r[DROP], r["instruction"]) for r in read_piece(p)]
+    return len(pieces), rows
+
+
+def test_large_jsonl_is_read_in_byte_ranges_with_the_same_rows_and_lines(tmp_path):
+    lines = []
+    for i in range(40):
+        if i % 7 == 3:
+            lines.append(f"{{broken json line number {i}")
+        elif i % 11 == 5:
+            lines.append("")
+        else:
+            lines.append(json.dumps({"prompt": f"Question {i} " + "x" * (i % 13), "response": "A"}))
+    path = _write_jsonl(tmp_path / "big.jsonl", lines)
+    whole = [(r[LINE], r[DROP], r["instruction"]) for r in iter_jsonl(path)]
+    for piece_bytes in (1, 37, 100, 333):
+        n, rows = _piecewise(path, "jsonl", piece_bytes)
+        assert n > 1 and rows == whole, piece_bytes
+
+
+def test_large_parquet_is_read_in_row_group_runs(tmp_path):
+    path = tmp_path / "big.parquet"
+    table = pa.table({"question": [f"Q{i}" for i in range(35)], "answer": ["A"] * 35})
+    pq.write_table(table, path, row_group_size=10)
+    n, rows = _piecewise(str(path), "parquet", 1)
+    assert n == 4
+    assert [(line, q) for line, _, q in rows] == [(i + 1, f"Q{i}") for i in range(35)]
+
+
 def test_list_input_files(tmp_path):
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
@@ -141,7 +186,8 @@ def test_list_input_files(tmp_path):
     (d / ".hidden.jsonl").write_text("")
     (d / "notes.txt").write_text("")
     found = list_input_files([str(d)])
-    assert [(p.rsplit("/", 1)[-1], f) for p, f in found] == [("a.jsonl", "jsonl"), ("b.parquet", "parquet")]
+    names = [(p.rsplit("/", 1)[-1], f) for p, f in found]
+    assert names == [("a.jsonl", "jsonl"), ("b.parquet", "parquet")]
     with pytest.raises(DataError, match="does not exist"):
         list_input_files([str(tmp_path / "missing")])
     with pytest.raises(DataError, match="unsupported suffix"):
@@ -156,8 +202,9 @@ def test_read_examples_on_ray(ray_session, tmp_path):
         json.dumps({"instruction": f"Task {i}", "response": f"Answer {i}"}) for i in range(5)
     ] + ["{broken"])
     pq.write_table(pa.table({"question": ["Q1", "Q2"], "answer": ["A1", "A2"]}), tmp_path / "b.parquet")
-    rows = read_examples([a, str(tmp_path / "b.parquet")]).take_all()
+    rows = read_examples([a, str(tmp_path / "b.parquet")], piece_bytes=40).take_all()
     assert len(rows) == 8
     bad = [r for r in rows if r[DROP]]
     assert [(b[LINE], b[DROP]) for b in bad] == [(6, "quarantine:bad_json")]
+    assert sorted(r[LINE] for r in rows if r[FILE] == a) == [1, 2, 3, 4, 5, 6]
     assert sorted(r["instruction"] for r in rows if not r[DROP])[:2] == ["Q1", "Q2"]

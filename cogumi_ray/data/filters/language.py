@@ -6,6 +6,7 @@ response that parses as JSON are removed, and only letter runs are kept. Then:
 - an ASCII-only text with fewer than `min_letters` letters is too short to judge and is kept
   ("undetermined"): "Compute 17 times 23." or a bare code answer says nothing about language;
   text with non-ASCII letters is always judged (accents and non-Latin scripts are strong evidence);
+- only the first SAMPLE_CHARS characters of that prose are judged (the verdict settles early);
 - otherwise the row is kept when English is the top language *or* its probability reaches
   `min_english_prob`: on short English text py3langid spreads probability over related languages
   (e.g. Nigerian Pidgin, Scots), while real non-English text gives English almost nothing.
@@ -24,6 +25,9 @@ _CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _URL_OR_EMAIL = re.compile(r"https?://\S+|\S+@\S+")
 _LETTER_RUN = re.compile(r"[^\W\d_]{2,}")
+# The detector's cost grows with text length while its verdict settles within a few hundred
+# characters; long rows (~850 tokens) are judged on their first SAMPLE_CHARS of prose.
+SAMPLE_CHARS = 600
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,7 +45,8 @@ def natural_text(instruction: str, response: str) -> str:
     stripped = response.strip()
     if not (stripped[:1] in "{[" and _is_json(stripped)):
         parts.append(response)
-    text = "\n".join(parts)
+    # Raw text is cut (generously: code and numbers are stripped next) before the regex passes.
+    text = "\n".join(parts)[: 4 * SAMPLE_CHARS]
     for pattern in (_CODE_BLOCK, _INLINE_CODE, _URL_OR_EMAIL):
         text = pattern.sub(" ", text)
     return " ".join(_LETTER_RUN.findall(text))
@@ -69,11 +74,13 @@ class LanguageFilter(Filter):
         self.min_letters = min_letters
 
     def check(self, row: Row) -> Outcome:
-        text = natural_text(row["instruction"], row["response"])
+        text = natural_text(row["instruction"], row["response"])[:SAMPLE_CHARS]
         letters = len(text) - text.count(" ")
         if letters == 0 or (letters < self.min_letters and text.isascii()):
             return Outcome(counts={"undetermined": 1})
-        top, _, p_en = english_prob(text)
-        if top == "en" or p_en >= self.min_english_prob:
+        top, _ = _identifier().classify(text)
+        if top == "en":
+            return KEEP
+        if english_prob(text)[2] >= self.min_english_prob:  # ranking costs more: only when needed
             return KEEP
         return drop("non_english", **{f"detected_{top}": 1})

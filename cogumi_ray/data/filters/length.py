@@ -18,7 +18,7 @@ TOKEN_RE = re.compile(r"[^\W\d_]{1,8}|\d{1,3}|\S")
 
 
 def count_tokens(text: str) -> int:
-    return sum(1 for _ in TOKEN_RE.finditer(text))
+    return len(TOKEN_RE.findall(text))
 
 
 class LengthFilter(Filter):
