@@ -61,6 +61,9 @@ class DedupConfig(StrictModel):
         description="LSH buckets larger than this pair each member only with the bucket's first "
         "max_bucket_size members (bounds the pairs a huge cluster of templated rows creates).",
     )
+    shuffle_partitions: int = Field(
+        0, ge=0, description="Hash-shuffle partitions for buckets and pairs; 0 = 2 per cluster CPU."
+    )
     min_candidate_prob: float = Field(
         0.9, ge=0, le=1,
         description="Reject bands x rows that find a pair at the threshold with lower probability.",
@@ -110,16 +113,17 @@ class CurateConfig(StrictModel):
         description="JSONL/Parquet files, directories or URIs; empty = the generated task suite.",
     )
     min_tokens: int = Field(
-        3, ge=0,
+        5, ge=0,
         description="Drop rows with fewer tokens (instruction+response, regex approximation of "
         "subword tokens: see cogumi_ray/data/filters/length.py).",
     )
     max_tokens: int = Field(1024, ge=1, description="Drop rows with more tokens.")
     english_only: bool = Field(True, description="Drop rows detected as not English (py3langid).")
     min_english_prob: float = Field(
-        0.1, ge=0, le=1,
+        0.02, ge=0, le=1,
         description="Keep a row whose English probability reaches this even when another language "
-        "scores higher (short English text spreads probability over related languages).",
+        "scores higher: short English text spreads probability over related languages (Pidgin, "
+        "Scots), while real non-English prose gives English almost nothing.",
     )
     min_lang_letters: int = Field(
         20, ge=0,
