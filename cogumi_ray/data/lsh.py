@@ -113,11 +113,13 @@ def resolve_clusters(
 
 
 def example(kind: str, keep: str, members: list[str], snippets: dict[str, str]) -> dict[str, Any]:
+    """One cluster for the report: the kept row first, then up to four others by id."""
+    shown = [keep] + sorted(m for m in members if m != keep)[:4]
     return {
         "kind": kind,
         "kept": keep,
         "size": len(members),
-        "members": [{"id": m, "snippet": snippets.get(m, "")} for m in members[:5]],
+        "members": [{"id": m, "snippet": snippets.get(m, "")} for m in shown],
     }
 
 
@@ -144,14 +146,19 @@ def dedup_local(
         alive = [k for k in alive if ids[k] not in ex_dropped]
     near_dropped: dict[str, str] = {}
     verified: set[tuple[str, str]] = set()
-    if cfg.near and alive:
-        keys = band_keys(signatures_of_normalized([norm[k] for k in alive], cfg), cfg)
+    if cfg.near and rows:
+        # Buckets hold every row, exact copies too (as on Ray); pairs with a dropped copy go.
+        keys = band_keys(signatures_of_normalized(norm, cfg), cfg)
         buckets: dict[int, list[str]] = {}
-        for row, k in enumerate(alive):
-            for key in keys[row].tolist():
+        for k, row_keys in enumerate(keys.tolist()):
+            for key in row_keys:
                 buckets.setdefault(key, []).append(ids[k])
         cap = cfg.max_bucket_size
-        candidates = {p for b in buckets.values() if len(b) > 1 for p in bucket_pairs(b, cap)}
+        alive_ids = {ids[k] for k in alive}
+        candidates = {
+            (a, b) for bucket in buckets.values() if len(bucket) > 1
+            for a, b in bucket_pairs(bucket, cap) if a in alive_ids and b in alive_ids
+        }
         stats.candidate_pairs = len(candidates)
         pos = {ids[k]: k for k in alive}
         cand_ids = sorted({x for p in candidates for x in p})
