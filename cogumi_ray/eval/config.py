@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveInt, field_validator
 
 from cogumi_ray.config_base import StrictModel
 from cogumi_ray.generate.config import EngineConfig, GenParams
@@ -43,10 +43,12 @@ class EvalConfig(StrictModel):
     humaneval_file: str = Field("humaneval.jsonl", description="HumanEval file in benchmarks_dir.")
     gsm8k_file: str = Field("gsm8k_test.jsonl", description="GSM8K test file in benchmarks_dir.")
     suite_split: str = Field("test", description="Curated split scored as the task suite.")
-    limit: dict[Benchmark, int] = Field(
-        default_factory=dict,
+    limit: dict[Benchmark, PositiveInt] = Field(
+        # The embedded default's tiny model scores ~0 on HumanEval/GSM8K and answers at CPU speed:
+        # a sample shows the harness working in a minute. Cluster configs set `limit: {}`.
+        default_factory=lambda: {"humaneval": 16, "gsm8k": 32},
         description="Evaluate only the first N items of a benchmark, e.g. {gsm8k: 200}; "
-        "absent = all of it.",
+        "absent = all of it ({} = every benchmark in full).",
     )
     batch_size: int = Field(16, ge=1, description="Instructions handed to the engine per call.")
     humaneval_instruction: str = Field(
