@@ -34,7 +34,8 @@ class Judgment:
     criteria: dict[str, int] | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # what the judgment costs at list/batch price, cached or not
+    paid_usd: float = 0.0  # what this run paid for it (0 when every reply came from the cache)
     cached: bool = False
     error: str | None = None
 
@@ -48,6 +49,7 @@ class Judgment:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd,
+            "paid_usd": self.paid_usd,
             "cached": self.cached,
             "judge_error": self.error,
         }
@@ -79,6 +81,7 @@ class _Call:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    paid_usd: float = 0.0
     cached: bool = True  # stays True only if every reply it needed came from the cache
     replies: list[str] = field(default_factory=list)
 
@@ -119,6 +122,7 @@ class LLMJudge(Judge):
                 call.input_tokens += res.input_tokens
                 call.output_tokens += res.output_tokens
                 call.cost_usd += res.cost_usd
+                call.paid_usd += 0.0 if res.cached else res.cost_usd
                 call.cached = call.cached and res.cached
                 if res.error is not None or res.text is None:
                     call.error = f"judge unavailable: {res.error}"
@@ -150,6 +154,7 @@ class LLMJudge(Judge):
         j.input_tokens = sum(c.input_tokens for c in calls)
         j.output_tokens = sum(c.output_tokens for c in calls)
         j.cost_usd = sum(c.cost_usd for c in calls)
+        j.paid_usd = sum(c.paid_usd for c in calls)
         j.cached = bool(calls) and all(c.cached for c in calls)
         return j
 

@@ -29,7 +29,8 @@ OUTPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("criteria", "string"),  # JSON of the rubric points (reference grading), else null
     ("input_tokens", "int64"),
     ("output_tokens", "int64"),
-    ("cost_usd", "float64"),
+    ("cost_usd", "float64"),  # the judgment's cost at list (or batch) price
+    ("paid_usd", "float64"),  # what this run paid for it: 0 for replies from the cache
     ("cached", "bool"),  # every reply came from the cache: this run paid nothing for the row
     ("judge_error", "string"),  # why the row is unjudged
 )

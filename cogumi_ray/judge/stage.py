@@ -2,7 +2,7 @@
 
 Outputs, each a Parquet dataset written to a temporary sibling and renamed when complete:
 - `judgments/`: every input column plus verdict, score, rationale, judge, criteria, tokens,
-  cost_usd, cached and judge_error (see run.OUTPUT_COLUMNS);
+  cost_usd, paid_usd, cached and judge_error (see run.OUTPUT_COLUMNS);
 - `failures/`: the rows judged "fail", with their rationale (input to failure analysis).
 
 Resuming: every judge reply is cached as it arrives (cache.py), so re-running an interrupted or
@@ -67,6 +67,27 @@ def _write(ds: Any, out: str, schema: Any) -> None:
     _replace_dir(tmp, out)
 
 
+def extract_failures(judgments: str, out: str) -> int:
+    """Stream the rows judged "fail" into `out` (one Parquet file, atomically); returns the count.
+    A filtered scan reads only what it needs, so one process keeps up even for large runs."""
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    fs, p = storage.fs_and_path(judgments)
+    data = pads.dataset(p, filesystem=fs, format="parquet")
+    tmp = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
+    ofs, op = storage.fs_and_path(tmp)
+    ofs.makedirs(op, exist_ok=True)
+    n = 0
+    with ofs.open(f"{op}/failures.parquet", "wb") as f, pq.ParquetWriter(f, data.schema) as w:
+        for batch in data.to_batches(filter=pads.field("verdict") == "fail"):
+            if batch.num_rows:
+                w.write_batch(batch)
+                n += batch.num_rows
+    _replace_dir(tmp, out)
+    return n
+
+
 def summarize(path: str) -> dict[str, Any]:
     """Headline numbers: verdict counts, pass rate overall and per domain, tokens, cost."""
     import statistics
@@ -76,7 +97,7 @@ def summarize(path: str) -> dict[str, Any]:
     fs, p = storage.fs_and_path(path)
     data = pads.dataset(p, filesystem=fs, format="parquet")
     cols = [c for c in ("domain", "verdict", "score", "judge", "input_tokens", "output_tokens",
-                        "cost_usd", "cached") if c in data.schema.names]
+                        "cost_usd", "paid_usd", "cached") if c in data.schema.names]
     t = data.to_table(columns=cols).to_pydict()
     n = len(t["verdict"])
     counts = {v: t["verdict"].count(v) for v in ("pass", "fail", "tie", "unjudged")}
@@ -87,8 +108,7 @@ def summarize(path: str) -> dict[str, Any]:
         "pass_rate": round(counts["pass"] / judged, 4) if judged else None,
         "input_tokens": int(sum(t["input_tokens"])), "output_tokens": int(sum(t["output_tokens"])),
         "cost_usd": round(float(sum(t["cost_usd"])), 10),
-        "cost_usd_this_run": round(float(sum(
-            c for c, hit in zip(t["cost_usd"], t["cached"], strict=True) if not hit)), 10),
+        "cost_usd_this_run": round(float(sum(t["paid_usd"])), 10),
         "cached_rows": int(sum(t["cached"])),
         "judge": t["judge"][0] if n else None,
     }
@@ -105,8 +125,6 @@ def summarize(path: str) -> dict[str, Any]:
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     import pyarrow as pa
-    import pyarrow.dataset as pads
-    import ray.data
 
     from cogumi_ray.generate.stage import read_dataset
     from cogumi_ray.judge.cache import compact
@@ -128,13 +146,12 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         + [pa.field(n, pa.type_for_alias(t)) for n, t in OUTPUT_COLUMNS]
     )
     _write(judged, judgments, out_schema)
-    _write(ray.data.read_parquet(judgments).filter(expr="verdict == 'fail'"), failures, out_schema)
+    n_failures = extract_failures(judgments, failures)
     if cache_dir:
         compact(cache_dir)
 
     metrics = summarize(judgments)
-    fs, p = storage.fs_and_path(failures)
-    metrics["failure_rows"] = pads.dataset(p, filesystem=fs, format="parquet").count_rows()
+    metrics["failure_rows"] = n_failures
     if metrics["unjudged"]:
         log.warning("judge: %d rows unjudged (see the judge_error column)", metrics["unjudged"])
     log.info("judge: %s", metrics)

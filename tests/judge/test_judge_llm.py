@@ -74,6 +74,10 @@ def test_pairwise_runs_both_orders_and_a_flip_is_a_tie(server, judge):
     # Two orders per row, but identical prompts go out once: rows 1 and 2 are mirror images and
     # row 4's two orders are the same prompt, so 8 calls need only 5 requests.
     assert server.counts[ROUTE[judge]] - before == 5
+    # ...and the accounting knows: a repeated request is paid once
+    assert out[1].cached and out[1].paid_usd == 0 and out[1].cost_usd == out[0].cost_usd
+    assert out[3].paid_usd == pytest.approx(out[3].cost_usd / 2) and not out[3].cached
+    assert out[0].paid_usd == out[0].cost_usd > 0
 
 
 def test_unreachable_judge_gives_unjudged_rows_not_a_crash():
@@ -94,3 +98,4 @@ def test_cached_rerun_marks_rows_cached(server, tmp_path):
     assert [a.verdict for a in again] == [f.verdict for f in first] == ["pass", "fail"]
     assert all(a.cached for a in again) and not any(f.cached for f in first)
     assert [a.cost_usd for a in again] == [f.cost_usd for f in first]
+    assert all(a.paid_usd == 0 for a in again) and all(f.paid_usd > 0 for f in first)

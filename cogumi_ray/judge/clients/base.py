@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from cogumi_ray.errors import JudgeError
@@ -232,7 +232,14 @@ class JudgeClient(ABC):
         if todo:
             fresh = self._run_batch(todo) if self.cfg.batch else self._run_sync(todo)
             done.update(fresh)
-        return [done[k] for k in keys]
+        out: list[ChatResult] = []
+        seen: set[str] = set()
+        for k in keys:
+            res = done[k]
+            # A repeat of a request in this call reuses its reply: like a cache hit, not paid again.
+            out.append(replace(res, cached=True) if k in seen and res.error is None else res)
+            seen.add(k)
+        return out
 
     def _remember(self, results: dict[str, ChatResult]) -> None:
         if self.cache is None:
