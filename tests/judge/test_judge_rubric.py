@@ -88,3 +88,12 @@ def test_config_defaults_and_errors():
         JudgeConfig(mode="pairwise")
     with pytest.raises(ValidationError, match="extra"):
         JudgeConfig(judje="openai")
+
+
+def test_example_api_judge_config_loads():
+    from pathlib import Path
+
+    from cogumi_ray.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "judge-anthropic.yaml")
+    assert cfg.judge.judge == "anthropic" and cfg.judge.batch and cfg.judge.key_env == "ANTHROPIC_API_KEY"
