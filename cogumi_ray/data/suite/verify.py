@@ -1,0 +1,275 @@
+"""Per-domain verifiers: `verify(example, answer) -> Verdict(passed, reason)`.
+
+What each checks (using what the generator stored in example.metadata):
+- math        numeric match: the number after the last "Answer:", else the last number in the text
+- code        the answer's code (fences stripped) plus metadata["tests"], run in the sandbox
+- automation  the first JSON object in the answer vs metadata["call"], field by field; the reason
+              names the first wrong field ("args.time: expected '19:30', got '7:30'")
+- reasoning   metadata["order"]: the listed items in the same order; metadata["expected"]: exact
+- general     exact match after normalising case (unless metadata["case_sensitive"]), whitespace,
+              surrounding quotes and a trailing period
+`verify_many` does the same for many pairs, running code answers in batches (one sandbox process
+per batch, a per-answer alarm) and re-running a batch one by one if the batch itself dies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cogumi_ray.data.schema import Example
+from cogumi_ray.errors import DataError
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    reason: str
+
+
+# Numbers --------------------------------------------------------------------------------------
+_NUM = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?"
+_ANSWER_NUM = re.compile(rf"answer\s*(?:is)?\s*[:=]?\s*\**\s*({_NUM})", re.IGNORECASE)
+
+
+def extract_number(text: str) -> float | None:
+    hits = _ANSWER_NUM.findall(text) or re.findall(_NUM, text)
+    return float(hits[-1].replace(",", "")) if hits else None
+
+
+def _numeric(ex: Example, answer: str) -> Verdict:
+    expected = float(ex.metadata["answer"])
+    got = extract_number(answer)
+    if got is None:
+        return Verdict(False, "no number in answer")
+    if abs(got - expected) > 1e-6 * max(1.0, abs(expected)):
+        return Verdict(False, f"expected {_fmt_num(expected)}, got {_fmt_num(got)}")
+    return Verdict(True, "ok")
+
+
+def _fmt_num(x: float) -> str:
+    return str(int(x)) if x == int(x) else str(x)
+
+
+# Text -----------------------------------------------------------------------------------------
+def normalise_text(text: str, case_sensitive: bool = False) -> str:
+    t = text.strip()
+    t = re.sub(r"^(final\s+)?answer\s*:\s*", "", t, flags=re.IGNORECASE)
+    t = t.strip().strip("`\"'").strip().rstrip(".!").strip().strip("`\"'")
+    t = " ".join(t.split())
+    return t if case_sensitive else t.casefold()
+
+
+def _exact(ex: Example, answer: str) -> Verdict:
+    cs = bool(ex.metadata.get("case_sensitive", False))
+    expected = normalise_text(str(ex.metadata["expected"]), cs)
+    got = normalise_text(answer, cs)
+    if got != expected:
+        return Verdict(False, f"expected {expected!r}, got {got[:80]!r}")
+    return Verdict(True, "ok")
+
+
+def _items(text: str) -> list[str]:
+    body = normalise_text(text.strip().splitlines()[0] if text.strip() else "")
+    sep = r"\s*(?:,|>|<|;|\band\b|->)\s*" if re.search(r",|>|<|;|->", body) else r"\s+"
+    return [i.strip(" .") for i in re.split(sep, body) if i.strip(" .")]
+
+
+def _ordering(ex: Example, answer: str) -> Verdict:
+    expected = [normalise_text(str(i)) for i in ex.metadata["order"]]
+    got = _items(answer)
+    for pos, (e, g) in enumerate(zip(expected, got, strict=False), start=1):
+        if e != g:
+            return Verdict(False, f"position {pos}: expected {e!r}, got {g[:40]!r}")
+    if len(got) != len(expected):
+        return Verdict(False, f"expected {len(expected)} items, got {len(got)}")
+    return Verdict(True, "ok")
+
+
+# Tool calls -----------------------------------------------------------------------------------
+def extract_json_object(text: str) -> Any:
+    """The first decodable JSON value starting at a '{' in `text` (prose around it is fine)."""
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"\{", text):
+        try:
+            return decoder.raw_decode(text, m.start())[0]
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON object in answer")
+
+
+def _same(expected: Any, got: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return type(expected) is type(got) and expected == got
+    if isinstance(expected, int | float):
+        return isinstance(got, int | float) and abs(got - expected) < 1e-9
+    if isinstance(expected, str):
+        return isinstance(got, str) and " ".join(got.split()).casefold() == \
+            " ".join(expected.split()).casefold()
+    return expected == got
+
+
+def _tool_call(ex: Example, answer: str) -> Verdict:
+    expected = ex.metadata["call"]
+    try:
+        got = extract_json_object(answer)
+    except ValueError as e:
+        return Verdict(False, str(e))
+    if not isinstance(got, dict):
+        return Verdict(False, f"answer JSON is a {type(got).__name__}, not an object")
+    if "tool" not in got:
+        return Verdict(False, "tool: missing")
+    if not _same(expected["tool"], got["tool"]):
+        return Verdict(False, f"tool: expected {expected['tool']!r}, got {got['tool']!r}")
+    args = got.get("args")
+    if not isinstance(args, dict):
+        return Verdict(False, "args: missing" if args is None else "args: not an object")
+    for key, value in expected["args"].items():
+        if key not in args:
+            return Verdict(False, f"args.{key}: missing")
+        if not _same(value, args[key]):
+            return Verdict(False, f"args.{key}: expected {value!r}, got {args[key]!r}")
+    extra = sorted(set(args) - set(expected["args"]))
+    if extra:
+        return Verdict(False, f"args.{extra[0]}: unexpected argument")
+    return Verdict(True, "ok")
+
+
+# Code -----------------------------------------------------------------------------------------
+_FENCE = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
+
+
+def extract_code(answer: str) -> str:
+    m = _FENCE.search(answer)
+    return m.group(1) if m else answer
+
+
+# Runs inside the sandbox: each answer gets fresh globals and a wall-clock alarm; results are
+# printed after a per-run nonce so an answer's own output cannot be mistaken for them.
+_BATCH = r'''
+import contextlib, io, json, signal, sys, traceback
+ITEMS = json.loads(%r)
+class _Timeout(BaseException):
+    pass
+def _alarm(*_):
+    raise _Timeout()
+signal.signal(signal.SIGALRM, _alarm)
+def _describe(e, tests):
+    for fr in reversed(traceback.extract_tb(e.__traceback__)):
+        if fr.filename == "tests.py" and isinstance(e, AssertionError):
+            return "failed: " + tests.splitlines()[fr.lineno - 1].strip()
+    return (type(e).__name__ + ": " + str(e)).strip().rstrip(":")[:300]
+out = []
+for code, tests, limit in ITEMS:
+    g = {"__name__": "__answer__"}
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            try:
+                exec(compile(code, "answer.py", "exec"), g)
+                exec(compile(tests, "tests.py", "exec"), g)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        out.append([True, "all %%d tests passed" %% len(tests.splitlines())])
+    except _Timeout:
+        out.append([False, "timed out after %%gs" %% limit])
+    except BaseException as e:
+        out.append([False, _describe(e, tests)])
+sys.__stdout__.write("\n%s" + json.dumps(out) + "\n")
+'''
+
+
+def _run_code_batch(items: list[tuple[str, str]], per_item_s: float) -> list[Verdict] | None:
+    """Verdicts for (code, tests) pairs, or None when the batch process died without reporting."""
+    from cogumi_ray.sandbox import run_python
+
+    nonce = f"@@cogumi-results-{secrets.token_hex(8)}@@"
+    payload = json.dumps([[c, t, per_item_s] for c, t in items])
+    result = run_python(_BATCH % (payload, nonce), timeout_s=per_item_s * len(items) + 10)
+    marker = result.stdout.rfind(nonce)
+    if marker < 0:
+        return None
+    try:
+        rows = json.loads(result.stdout[marker + len(nonce):].strip().splitlines()[0])
+    except (json.JSONDecodeError, IndexError):
+        return None
+    return [Verdict(bool(ok), str(reason)) for ok, reason in rows]
+
+
+def _code_items(ex: Example, answer: str) -> tuple[str, str]:
+    return extract_code(answer), str(ex.metadata["tests"])
+
+
+def _code(ex: Example, answer: str, per_item_s: float = 3.0) -> Verdict:
+    verdicts = _run_code_batch([_code_items(ex, answer)], per_item_s)
+    if verdicts is None:  # the process was killed: timeout inside a swallowed alarm, os._exit...
+        from cogumi_ray.sandbox import run_python
+
+        code, tests = _code_items(ex, answer)
+        # Exit code 0 alone proves nothing (the answer may call os._exit(0) before the tests),
+        # so the tests must also reach a marker the answer cannot know.
+        done = f"@@cogumi-tests-done-{secrets.token_hex(8)}@@"
+        r = run_python(f"{code}\n\n{tests}\nprint({done!r})\n", timeout_s=per_item_s)
+        if r.passed and done in r.stdout:
+            return Verdict(True, "ok")
+        return Verdict(False, f"sandbox: {r.error or 'exited before the tests finished'}")
+    return verdicts[0]
+
+
+# Dispatch -------------------------------------------------------------------------------------
+_NEEDS = {"math": "answer", "code": "tests", "automation": "call"}
+
+
+def can_verify(ex: Example) -> bool:
+    """True when the example carries the verifier data its domain needs."""
+    if ex.domain in _NEEDS:
+        return _NEEDS[ex.domain] in ex.metadata
+    if ex.domain in ("reasoning", "general"):
+        return "order" in ex.metadata or "expected" in ex.metadata
+    return False
+
+
+def verify(example: Example, answer: str) -> Verdict:
+    """Check `answer` (model output text) against the verifier data of `example`."""
+    if not can_verify(example):
+        raise DataError(
+            f"example {example.id!r} (domain {example.domain!r}) has no verifier data; "
+            "suite examples store it in metadata (math: 'answer', code: 'tests', automation: "
+            "'call', reasoning/general: 'expected' or 'order'); filter with can_verify()"
+        )
+    if example.domain == "math":
+        return _numeric(example, answer)
+    if example.domain == "code":
+        return _code(example, answer)
+    if example.domain == "automation":
+        return _tool_call(example, answer)
+    if "order" in example.metadata:
+        return _ordering(example, answer)
+    return _exact(example, answer)
+
+
+def verify_many(
+    examples: Sequence[Example], answers: Sequence[str], batch_size: int = 64,
+    per_item_s: float = 3.0,
+) -> list[Verdict]:
+    """verify() for many pairs; code answers run `batch_size` to a sandbox process."""
+    if len(examples) != len(answers):
+        raise DataError(f"verify_many: {len(examples)} examples but {len(answers)} answers")
+    out: list[Verdict | None] = [None] * len(examples)
+    code_idx = [i for i, e in enumerate(examples) if e.domain == "code" and can_verify(e)]
+    batched = set(code_idx)
+    for i, (ex, ans) in enumerate(zip(examples, answers, strict=True)):
+        if i not in batched:
+            out[i] = verify(ex, ans)
+    for start in range(0, len(code_idx), batch_size):
+        chunk = code_idx[start:start + batch_size]
+        verdicts = _run_code_batch([_code_items(examples[i], answers[i]) for i in chunk],
+                                   per_item_s)
+        for j, i in enumerate(chunk):
+            out[i] = verdicts[j] if verdicts else _code(examples[i], answers[i], per_item_s)
+    return [v for v in out if v is not None]

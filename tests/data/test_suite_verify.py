@@ -1,0 +1,134 @@
+"""Verifiers: every reference answer passes its own check; wrong answers fail with a reason."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from cogumi_ray.data.config import SuiteConfig
+from cogumi_ray.data.schema import Example
+from cogumi_ray.data.suite import can_verify, generate_suite, verify, verify_many
+from cogumi_ray.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return generate_suite(SuiteConfig())
+
+
+def test_every_non_code_reference_passes(suite):
+    for e in suite:
+        if e.domain != "code":
+            v = verify(e, e.response)
+            assert v.passed, (e.id, e.response, v.reason)
+
+
+def test_sample_of_code_references_pass_in_one_batch(suite):
+    code = random.Random(0).sample([e for e in suite if e.domain == "code"], 40)
+    verdicts = verify_many(code, [e.response for e in code])
+    assert all(v.passed for v in verdicts), [(e.id, v.reason) for e, v in zip(code, verdicts, strict=True)]
+
+
+@pytest.mark.slow
+def test_every_code_reference_passes(suite):
+    code = [e for e in suite if e.domain == "code"]
+    verdicts = verify_many(code, [e.response for e in code])
+    assert all(v.passed for v in verdicts), [(e.id, v.reason) for e, v in zip(code, verdicts, strict=True)]
+
+
+def _wrong(e: Example) -> str:
+    m = e.metadata
+    if e.domain == "math":
+        return e.response.replace(f"Answer: {m['answer']}", f"Answer: {m['answer'] + 1}")
+    if e.domain == "code":
+        return f"def {m['entry_point']}(*args):\n    return None"
+    if e.domain == "automation":
+        call = json.loads(e.response)
+        key = next(iter(call["args"]))
+        call["args"][key] = "WRONG" if not isinstance(call["args"][key], str) else "zzz"
+        return json.dumps(call)
+    if "order" in m:
+        return ", ".join(reversed(m["order"]))
+    return m["expected"] + "x"
+
+
+def test_wrong_answers_fail_in_every_domain(suite):
+    picks = [e for e in suite if e.id.endswith(("00001", "00002", "00003"))]  # one per difficulty
+    answers = [_wrong(e) for e in picks]
+    for e, v in zip(picks, verify_many(picks, answers), strict=True):
+        assert not v.passed and v.reason, e.id
+
+
+def _ex(domain: str, **meta) -> Example:
+    return Example(id="t", instruction="q", response="", domain=domain, metadata=meta)
+
+
+def test_numeric_extraction():
+    e = _ex("math", answer=1234)
+    assert verify(e, "12 * 100 = 1200\n1200 + 34 = 1234\nAnswer: 1234").passed
+    assert verify(e, "The answer is 1,234.").passed
+    assert verify(e, "Answer: 1234.0").passed
+    assert verify(e, "so 1234 apples").passed  # free text: the last number
+    v = verify(e, "Answer: 1233\nI think 1234?")  # "Answer:" wins over later numbers
+    assert not v.passed and v.reason == "expected 1234, got 1233"
+    assert verify(e, "no idea").reason == "no number in answer"
+    assert verify(_ex("math", answer=-7), "Answer: -7").passed
+
+
+def test_tool_call_field_by_field():
+    e = _ex("automation", call={"tool": "book_table",
+                                "args": {"restaurant": "Sakura", "people": 4, "time": "19:30"}})
+    ok = '{"tool": "book_table", "args": {"restaurant": "sakura", "people": 4, "time": "19:30"}}'
+    assert verify(e, ok).passed
+    assert verify(e, f"Sure! ```json\n{ok}\n```").passed
+    assert verify(e, ok.replace("19:30", "7:30")).reason == "args.time: expected '19:30', got '7:30'"
+    assert verify(e, ok.replace('"people": 4', '"people": "4"')).reason.startswith("args.people")
+    assert verify(e, ok.replace("book_table", "send_email")).reason.startswith("tool:")
+    assert verify(e, ok.replace(', "time": "19:30"', "")).reason == "args.time: missing"
+    extra = ok.replace('"time": "19:30"', '"time": "19:30", "vip": true')
+    assert verify(e, extra).reason == "args.vip: unexpected argument"
+    assert not verify(e, '{"tool": "book_table", "args": ').passed
+    assert verify(e, "[1, 2]").reason == "no JSON object in answer"
+
+
+def test_exact_and_ordering_normalisation():
+    e = _ex("general", expected="KOALA", case_sensitive=True)
+    assert verify(e, " KOALA. ").passed
+    assert not verify(e, "koala").passed
+    assert verify(_ex("general", expected="Paris", case_sensitive=False), "Answer: paris").passed
+    o = _ex("reasoning", order=["Cara", "Ana", "Ben"])
+    assert verify(o, "Cara, Ana, Ben").passed
+    assert verify(o, "cara > ana > ben").passed
+    assert verify(o, "Cara, Ben, Ana").reason == "position 2: expected 'ana', got 'ben'"
+    assert verify(o, "Cara, Ana").reason == "expected 3 items, got 2"
+
+
+def test_code_answers_run_in_the_sandbox():
+    e = _ex("code", entry_point="add_bonus",
+            tests="assert add_bonus(1) == 4\nassert add_bonus(-3) == 0")
+    assert verify(e, "def add_bonus(x):\n    return x + 3").passed
+    assert verify(e, "```python\ndef add_bonus(x):\n    return x + 3\n```\nDone.").passed
+    v = verify(e, "def add_bonus(x):\n    return x + 2")
+    assert v.reason == "failed: assert add_bonus(1) == 4"
+    assert "SyntaxError" in verify(e, "def add_bonus(x) return").reason
+    assert "timed out" in verify(e, "def add_bonus(x):\n    while True:\n        pass").reason
+
+
+def test_batch_survives_answers_that_kill_or_hang_it():
+    e = _ex("code", entry_point="f", tests="assert f() == 1")
+    answers = ["def f():\n    return 1", "import os\nos._exit(0)", "def f():\n    return 2",
+               "def f():\n    while True:\n        try:\n            pass\n        except BaseException:"
+               "\n            pass"]
+    verdicts = verify_many([e] * 4, answers, per_item_s=1.0)
+    assert [v.passed for v in verdicts] == [True, False, False, False]
+
+
+def test_missing_verifier_data_is_an_error():
+    bad = Example(id="x", instruction="q", response="r", domain="math", metadata={})
+    assert not can_verify(bad)
+    with pytest.raises(DataError, match="no verifier data"):
+        verify(bad, "Answer: 1")
+    with pytest.raises(DataError, match="2 examples but 1 answers"):
+        verify_many([bad, bad], ["1"])
