@@ -1,0 +1,210 @@
+"""Stage "distill" (`cogumi distill`): self-critique, teacher corrections, retraining, re-scoring.
+
+Inputs: model (the trained base), failures (judge stage), train / val / test (curated splits).
+Outputs: `dataset/` (the deduplicated distillation set, Example Parquet), `model` (the retrained
+HF folder; the input model when nothing was retrained) and `report.json`. Also in the stage dir:
+`self_critique/` and `teacher/` (every rewrite/correction with its verdict) and `train_mix/` (the
+distillation set plus the replayed training rows the retrain used).
+
+Failures on held-out test rows are dropped first: training on them would inflate the
+before/after comparison, which scores exactly that split.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from cogumi_ray import storage
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from cogumi_ray.config import CogumiConfig
+    from cogumi_ray.runs import RunContext, StageOutput
+
+log = logging.getLogger(__name__)
+
+STAGE = "distill"
+REFERENCE_NOTE = ("teacher 'reference': corrections are the task suite's reference answers, not a "
+                  "teacher model's; their rows are labelled source=reference_teacher")
+
+
+def drop_heldout(ds: ray.data.Dataset, test: str) -> ray.data.Dataset:
+    """Failures whose id or instruction is not in the held-out split."""
+    import pyarrow.dataset as pads
+
+    fs, p = storage.fs_and_path(test)
+    fmt = "json" if p.endswith((".jsonl", ".json")) else "parquet"
+    t = pads.dataset(p, filesystem=fs, format=fmt).to_table(columns=["id", "instruction"])
+    ids = set(map(str, t["id"].to_pylist()))
+    texts = {" ".join(str(s).split()) for s in t["instruction"].to_pylist()}
+    return ds.filter(lambda r: str(r["id"]) not in ids
+                     and " ".join(str(r["instruction"]).split()) not in texts)
+
+
+def _write(ds: ray.data.Dataset, path: str, schema: Any = None) -> ray.data.Dataset:
+    """Write atomically (the judge stage's writer) and read back: the materialised artifact."""
+    import pyarrow as pa
+    import ray.data
+
+    from cogumi_ray.judge.stage import _write as write_parquet
+
+    write_parquet(ds, path, schema if schema is not None else pa.schema([]))
+    return ray.data.read_parquet(path)
+
+
+def _sum(ds: ray.data.Dataset, column: str) -> float:
+    return float(ds.sum(column) or 0) if ds.count() else 0.0
+
+
+def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.Dataset,
+                  out: str, m: dict[str, Any]) -> tuple[ray.data.Dataset, set[str]]:
+    """Rewrites re-judged by the same judge; returns (the passing ones, their failure ids)."""
+    from cogumi_ray.judge.distill.self_critique import CRITIQUE, self_critique
+    from cogumi_ray.judge.stage import cache_dir_for
+
+    dc, jc = cfg.distill, cfg.judge
+    gen = cfg.generate.model_copy(update={"engine": dc.engine or cfg.generate.engine,
+                                          "params": dc.critique_params})
+    sc = _write(self_critique(failures, gen, inputs.get("model"), jc, cache_dir_for(jc, out),
+                              template=dc.critique_template, marker=dc.critique_marker),
+                storage.join(out, "self_critique"))
+    fixed = sc.filter(expr="verdict == 'pass'").materialize()
+    ids = {str(r["id"]) for r in fixed.select_columns(["id"]).take_all()}
+    marker = dc.critique_marker.lower()
+    m["self_critique_fixed"] = len(ids)
+    m["self_critique_uplift"] = round(len(ids) / m["failures"], 4)
+    m["self_critique_with_marker"] = sc.filter(lambda r: marker in str(r[CRITIQUE]).lower()).count()
+    return fixed, ids
+
+
+def teacher_step(cfg: CogumiConfig, remaining: ray.data.Dataset, out: str,
+                 m: dict[str, Any]) -> ray.data.Dataset:
+    """Teacher corrections (verified by the judge unless they are the references); the kept ones."""
+    from cogumi_ray.judge.distill.teacher import teacher_dataset, teacher_judge_config
+    from cogumi_ray.judge.run import judge_dataset
+    from cogumi_ray.judge.stage import cache_dir_for
+
+    jc, t = cfg.judge, cfg.distill.teacher
+    teacher_cache = (None if t.kind == "reference"
+                     else cache_dir_for(teacher_judge_config(jc, t), out))
+    corrected = teacher_dataset(remaining, jc, t, teacher_cache)
+    verify = t.verify and t.kind != "reference"  # a reference is right by definition
+    if verify:
+        corrected = judge_dataset(corrected, jc, cache_dir_for(jc, out))
+    taught = _write(corrected, storage.join(out, "teacher"))
+    kept = (taught.filter(expr="verdict == 'pass'") if verify
+            else taught.filter(lambda r: r[jc.answer_column] is not None)).materialize()
+    m["teacher_kept"] = kept.count()
+    if t.kind != "reference":
+        m["teacher_errors"] = taught.filter(lambda r: r["teacher_error"] is not None).count()
+        m["teacher_output_tokens"] = int(_sum(taught, "teacher_output_tokens"))
+        m["teacher_cost_usd"] = round(_sum(taught, "teacher_cost_usd"), 8)
+        m["teacher_cost_usd_this_run"] = round(_sum(taught, "teacher_paid_usd"), 8)
+    return kept
+
+
+def retrain_step(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], mix: str,
+                 out: str) -> tuple[str, dict[str, Any]]:
+    """The base retrained on the mix by the training stage's Ray Train SFT; (model dir, metrics)."""
+    from cogumi_ray.train.base_stage import checkpoint_root
+    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.trainer import SFTJob, run_sft
+
+    tc = cfg.distill.training
+    result = run_sft(SFTJob(
+        name=STAGE, model_path=inputs["model"], train_path=mix, val_path=inputs.get("val"),
+        cfg=tc, storage_path=checkpoint_root(tc.storage_path, out), resume=ctx.resume))
+    return export_checkpoint(result.checkpoint, storage.join(out, "model")), result.metrics
+
+
+def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    import json
+
+    from cogumi_ray.data.schema import COLUMNS, arrow_schema
+    from cogumi_ray.judge.distill.dataset import PART, as_examples, combine, replay
+    from cogumi_ray.judge.failures.read import read_failures
+    from cogumi_ray.runs import StageOutput
+
+    dc, jc, t = cfg.distill, cfg.judge, cfg.distill.teacher
+    out = ctx.stage_dir(STAGE)
+    paths = {k: storage.join(out, k) for k in ("self_critique", "teacher", "dataset", "train_mix")}
+    m: dict[str, Any] = {"teacher": t.kind}
+
+    failures = read_failures(inputs["failures"], required=[
+        "id", "instruction", jc.answer_column, jc.reference_column]).materialize()
+    m["failures_in"] = failures.count()
+    if dc.exclude_heldout and "test" in inputs:
+        failures = drop_heldout(failures, inputs["test"]).materialize()
+    n = m["failures"] = failures.count()
+    m["heldout_excluded"] = m["failures_in"] - n
+    if m["heldout_excluded"]:
+        log.warning("distill: dropped %d failures on held-out test rows; judge the train split "
+                    "(generate.split=train) to distil from them", m["heldout_excluded"])
+    if not n:
+        log.warning("distill: no failures to distil in %s; the distillation set is empty and the "
+                    "model is not retrained", inputs["failures"])
+
+    parts: list[ray.data.Dataset] = []
+    t0 = time.perf_counter()
+    fixed_ids: set[str] = set()
+    if n and dc.self_critique:
+        fixed, fixed_ids = critique_step(cfg, inputs, failures, out, m)
+        parts.append(as_examples(fixed, "self_critique", jc.answer_column))
+    t1 = time.perf_counter()
+    remaining = failures.filter(lambda r: str(r["id"]) not in fixed_ids)
+    if t.max_rows:
+        remaining = remaining.limit(t.max_rows)
+    m["teacher_attempted"] = remaining.count() if t.kind != "none" else 0
+    if m["teacher_attempted"]:
+        kept = teacher_step(cfg, remaining, out, m)
+        parts.append(as_examples(kept, "teacher", jc.answer_column))
+    t2 = time.perf_counter()
+
+    if parts and (rp := replay(inputs["train"], dc.replay_fraction, cfg.run.seed)) is not None:
+        parts.append(rp)
+    mix, stats = combine(parts, dc.dedup, dc.reverse_template if dc.reverse_pairs else None)
+    has_rows = mix.count() > 0
+    _write(mix.filter(lambda r: r[PART] != "replay").select_columns(list(COLUMNS)),
+           paths["dataset"], arrow_schema())
+    _write(mix, paths["train_mix"], mix.schema().base_schema if has_rows else None)
+    counts = ({f"{r[PART]}:{r['source']}": r["count()"]
+               for r in mix.groupby([PART, "source"]).count().take_all()} if has_rows else {})
+    m["dataset_rows"] = sum(v for k, v in counts.items() if not k.startswith("replay:"))
+    m["replay_rows"] = sum(v for k, v in counts.items() if k.startswith("replay:"))
+    m["dedup_dropped"] = stats.rows_in - stats.rows_out
+    t3 = time.perf_counter()
+
+    model_out, train_metrics = inputs["model"], {}
+    if dc.retrain and m["dataset_rows"]:
+        model_out, train_metrics = retrain_step(cfg, ctx, inputs, paths["train_mix"], out)
+        m.update({f"train_{k}": train_metrics.get(k)
+                  for k in ("steps", "train_loss", "eval_loss", "wall_s")})
+    m["retrained"] = model_out != inputs["model"]
+    t4 = time.perf_counter()
+
+    scores: dict[str, Any] = {}
+    if dc.evaluate and m["retrained"] and "test" in inputs:
+        from cogumi_ray.eval.stage import read_examples
+        from cogumi_ray.judge.distill.evaluate import compare, score
+
+        examples = read_examples(inputs["test"])[: dc.eval_limit]
+        before, after = score(cfg, inputs["model"], examples), score(cfg, model_out, examples)
+        m.update(compare(before, after), eval_examples=len(examples))
+        scores = {"before": before.metrics(), "after": after.metrics()}
+    m.update(seconds_self_critique=round(t1 - t0, 2), seconds_teacher=round(t2 - t1, 2),
+             seconds_dataset=round(t3 - t2, 2), seconds_retrain=round(t4 - t3, 2),
+             seconds_eval=round(time.perf_counter() - t4, 2))
+
+    report = {"metrics": m, "rows_by_part_and_source": counts, "dedup": stats.as_metrics(),
+              "training": train_metrics, "scores": scores,
+              "artifacts": {k: v for k, v in paths.items() if storage.exists(v)}}
+    if t.kind == "reference":
+        report["note"] = REFERENCE_NOTE
+    report_path = storage.join(out, "report.json")
+    storage.atomic_write_text(report_path, json.dumps(report, indent=2, default=str))
+    log.info("distill: %s", m)
+    return StageOutput(outputs={"dataset": paths["dataset"], "model": model_out,
+                                "report": report_path}, metrics=m)
