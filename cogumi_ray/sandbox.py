@@ -1,10 +1,12 @@
 """Run untrusted Python (model-written code, suite tests) in a limited subprocess.
 
 Each call gets a fresh temp dir as cwd and `python -I` (no user site, no PYTHON* env, script dir
-not on sys.path). Limits are set in the child before exec: address space (RLIMIT_AS), CPU seconds,
-size of files written, number of processes. The wall-clock timeout kills the whole process group,
-so children the code spawned die too. Network is blocked best-effort by a preamble that replaces
-the socket API; this is a guard against accidents, not a security boundary against an adversary.
+not on sys.path). A preamble in the child sets its limits before the code runs: address space
+(RLIMIT_AS), CPU seconds, size of files written, number of processes. (Not `preexec_fn`: that may
+deadlock when the caller has threads, and the eval scorer verifies from a thread pool.) The
+wall-clock timeout kills the whole process group, so children the code spawned die too. Network is
+blocked best-effort by the same preamble replacing the socket API; this is a guard against
+accidents, not a security boundary against an adversary.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-# Runs before the user's code. Tracebacks still show the user's own line numbers because the code
-# is compiled under its own file name.
+# Runs before the user's code (a str.format template: literal braces are doubled). Tracebacks
+# show the user's own line numbers because the code is compiled under its own file name.
 _PREAMBLE = """\
+import resource as _r
+_r.setrlimit(_r.RLIMIT_AS, ({mem}, {mem}))
+_r.setrlimit(_r.RLIMIT_CPU, ({cpu}, {cpu} + 1))
+_r.setrlimit(_r.RLIMIT_FSIZE, ({fsize}, {fsize}))
+_r.setrlimit(_r.RLIMIT_CORE, (0, 0))
+if {nproc} > 0:
+    _r.setrlimit(_r.RLIMIT_NPROC, ({nproc}, {nproc}))
+del _r
 import socket as _s, sys as _sys
 def _no_net(*a, **k):
     raise PermissionError("network access is disabled in the cogumi sandbox")
@@ -36,7 +46,7 @@ for _n in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr"):
 _sys.modules["_socket"] = None  # `import _socket` now fails instead of giving a raw socket
 del _s, _n
 _src = open("main.py", encoding="utf-8").read()
-_g = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}
+_g = {{"__name__": "__main__", "__file__": "main.py", "__builtins__": __builtins__}}
 exec(compile(_src, "main.py", "exec"), _g)
 """
 
@@ -68,18 +78,6 @@ def _user_procs() -> int:
     except OSError:
         return 0
     return n
-
-
-def _limits(memory_mb: int, cpu_s: int, nproc: int) -> None:
-    import resource
-
-    mem = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (_FILE_LIMIT, _FILE_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if nproc > 0:
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
 def _drain(stream: IO[bytes], keep: int, sink: list[bytes], dropped: list[int]) -> None:
@@ -142,7 +140,8 @@ def run_python(
         with open(os.path.join(tmp, "main.py"), "w", encoding="utf-8") as f:
             f.write(code)
         with open(os.path.join(tmp, "_run.py"), "w", encoding="utf-8") as f:
-            f.write(_PREAMBLE)
+            f.write(_PREAMBLE.format(mem=memory_mb * 1024 * 1024, cpu=cpu_s, fsize=_FILE_LIMIT,
+                                     nproc=nproc))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONIOENCODING": "utf-8", "HOME": tmp, "TMPDIR": tmp}
         proc = subprocess.Popen(
@@ -150,7 +149,6 @@ def run_python(
             cwd=tmp, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: the timeout kills everything it spawned
-            preexec_fn=lambda: _limits(memory_mb, cpu_s, nproc),
         )
         out: list[bytes] = []
         err: list[bytes] = []

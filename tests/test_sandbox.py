@@ -76,3 +76,13 @@ def test_runs_in_fresh_temp_dir_and_isolated_mode():
     lines = r.stdout.strip().splitlines()
     assert sorted(eval(lines[0])) == ["_run.py", "main.py"]
     assert lines[1] == "1"
+
+
+def test_concurrent_calls_from_threads():
+    # The eval scorer verifies from a thread pool; limits are set in the child, not via preexec_fn.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: run_python(f"print({i} * 2)"), range(8)))
+    assert [r.stdout.strip() for r in results] == [str(i * 2) for i in range(8)]
+    assert all(r.passed for r in results)
