@@ -22,11 +22,13 @@ class Throughput(TrainerCallback):
         self._last_tokens = 0
         self._dirty = False  # an eval/save happened inside the current interval
         self._first_step = 0
+        self.train_begin_unix: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_t = None
         self._dirty = False
         self._first_step = state.global_step  # > 0 after a resume
+        self.train_begin_unix = time.time()  # the driver turns this into start-up overhead
 
     def on_step_end(self, args, state, control, **kwargs):
         now = time.perf_counter()
@@ -55,6 +57,7 @@ class Throughput(TrainerCallback):
             return control
         entry = state.log_history[-1]
         entry["start_step"] = self._first_step  # > 0: this attempt resumed from a checkpoint
+        entry["train_begin_unix"] = self.train_begin_unix
         if self.tokens_per_s is not None:
             entry["tokens_per_s"] = round(self.tokens_per_s, 1)
             entry["steady_steps"] = self.steps

@@ -232,7 +232,7 @@ def run_sft(job: SFTJob) -> SFTResult:
     from cogumi_ray.train.backends import get_backend
     from cogumi_ray.train.sft_data import build_dataset
 
-    t0 = time.perf_counter()
+    t0, t0_unix = time.perf_counter(), time.time()
     cfg = job.cfg
     get_backend(cfg.backend).check(cfg)
     kw = {"max_seq_len": cfg.max_seq_len, "packing": cfg.packing, "domain": job.domain}
@@ -295,6 +295,9 @@ def run_sft(job: SFTJob) -> SFTResult:
         "tokens_seen": last.get("num_input_tokens_seen"),
         "start_step": last.get("start_step", 0),
         "data_prep_s": round(prep_s, 2),
+        # driver start -> the (last) worker attempt's first step: data, workers, model load
+        "startup_s": round(last["train_begin_unix"] - t0_unix, 2) if last.get("train_begin_unix")
+        else None,
         "wall_s": round(time.perf_counter() - t0, 2),
         "checkpoints": storage.join(job.storage_path, job.name),
     }

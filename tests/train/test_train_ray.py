@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -126,27 +127,33 @@ def _crash_once_at(step: int, marker: str):
             def on_step_end(self, args, state, control, **kwargs):
                 if state.global_step == step and not os.path.exists(marker):
                     Path(marker).write_text(str(step))
-                    os._exit(1)  # a hard worker death, as an OOM kill or a lost node would be
+                    # Ray Train's controller registers reported checkpoints when it polls the
+                    # workers (every 2 s); give it time to see the last one, then die hard, as
+                    # an OOM kill or a lost node would.
+                    time.sleep(6)
+                    os._exit(1)
 
         return CrashOnce()
 
     return make
 
 
+@pytest.mark.slow  # a worker group restart: over a minute on 2 cores
 def test_worker_killed_mid_run_resumes_from_last_checkpoint(
     ray_session, tiny_model_dir, data_dir, tmp_path
 ):
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     marker = str(tmp_path / "crashed")
-    cfg = TrainConfig(**{**FAST, "max_steps": 8}, max_failures=1)
+    cfg = TrainConfig(**{**FAST, "max_steps": 8, "eval_steps": 2, "save_steps": 4}, max_failures=1)
     job = SFTJob(
         name="ft", model_path=tiny_model_dir, train_path=str(data_dir / "train.parquet"),
         val_path=str(data_dir / "val.parquet"), cfg=cfg, storage_path=str(tmp_path / "ckpt"),
-        callbacks=(_crash_once_at(5, marker),),
+        callbacks=(_crash_once_at(6, marker),),
     )
     result = run_sft(job)
-    assert os.path.exists(marker)  # the worker did die at step 5
-    # the restarted worker group resumed from the step-4 checkpoint, not from 0, and finished
+    assert os.path.exists(marker)  # the worker did die at step 6
+    # the restarted worker group resumed from the step-4 checkpoint (the last one before the
+    # crash at step 6), not from 0, and finished
     assert result.metrics["start_step"] == 4
     assert result.metrics["steps"] == 8
