@@ -88,6 +88,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     annotated = annotated.materialize()  # spills to disk when large; read once, used thrice
 
     drops, stats = rep.tally(annotated)
+    if not drops:
+        raise DataError(f"inputs {paths} hold no rows (every file is empty); check curate.inputs")
     quarantine_path = storage.join(out_dir, "quarantine.jsonl")
     n_quarantined = write_quarantine(annotated, quarantine_path, scrub_pii=ccfg.pii != "keep")
 

@@ -180,3 +180,14 @@ def test_rerun_is_skipped_when_nothing_changed(curated):
 
     again = run_pipeline(curated["cfg"], only=["curate"])["curate"]
     assert again.skipped and again.outputs == curated["out"].outputs
+
+
+def test_inputs_without_rows_fail_with_a_clear_error(ray_session, tmp_path):
+    from cogumi_ray.data.curate import run
+    from cogumi_ray.errors import DataError
+    from cogumi_ray.runs import RunContext
+
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    cfg = CogumiConfig()
+    with pytest.raises(DataError, match="hold no rows"):
+        run(cfg, RunContext(str(tmp_path / "run")), {"source0": str(tmp_path / "empty.jsonl")})
