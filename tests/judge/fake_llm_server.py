@@ -279,6 +279,8 @@ class FakeLLMServer:
     async def openai_batch_get(self, request: web.Request) -> web.Response:
         self.counts["batch_poll"] += 1
         bid = request.match_info["id"]
+        if bid not in self.batches:
+            return _error(404, f"no batch {bid}")
         self.batches[bid]["polls"] += 1
         return web.json_response(self._openai_batch(bid))
 

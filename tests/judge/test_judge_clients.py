@@ -24,14 +24,14 @@ BATCH_CREATE = {"anthropic": "anthropic_batch_create", "openai": "openai_batch_c
 
 @pytest.fixture
 def server():
-    s = FakeLLMServer(timeout_sleep_s=1.0).start()
+    s = FakeLLMServer(timeout_sleep_s=3.0).start()
     yield s
     s.stop()
 
 
 def make_cfg(server: FakeLLMServer, judge: str, **kw) -> JudgeConfig:
     base = server.url if judge == "anthropic" else f"{server.url}/v1"
-    opts = dict(judge=judge, base_url=base, api_key_env=KEY_ENV, timeout_s=0.4, max_retries=3,
+    opts = dict(judge=judge, base_url=base, api_key_env=KEY_ENV, timeout_s=1.5, max_retries=3,
                 backoff_base_s=0.01, backoff_max_s=0.05, batch_poll_s=0.01, max_in_flight=4)
     opts.update(kw)
     return JudgeConfig(**opts)
@@ -144,6 +144,7 @@ def test_batch_interrupted_while_processing_is_collected_not_resubmitted(server,
     first = make_client(cfg, cache=JudgeCache(str(tmp_path))).complete_many([req("a"), req("b")])
     assert all(r.text is None and "still running" in r.error for r in first)
     server.hold_batches = False
+    cfg = make_cfg(server, judge, batch=True)  # this time, wait for the batches to end
     again = make_client(cfg, cache=JudgeCache(str(tmp_path))).complete_many(
         [req("a"), req("b"), req("c")])
     assert all(r.error is None for r in again)
@@ -152,6 +153,16 @@ def test_batch_interrupted_while_processing_is_collected_not_resubmitted(server,
     assert len(server.batches) == 2
     third = make_client(cfg, cache=JudgeCache(str(tmp_path))).complete_many([req("a"), req("c")])
     assert all(r.cached for r in third) and server.counts[BATCH_CREATE[judge]] == 2
+
+
+@pytest.mark.parametrize("judge", PROVIDERS)
+def test_remembered_batch_that_vanished_is_resubmitted(server, judge, tmp_path):
+    cfg = make_cfg(server, judge, batch=True)
+    client = make_client(cfg, cache=JudgeCache(str(tmp_path)))
+    client.cache.add_pending("batch_from_another_account", [client.key(req("a"))])
+    (res,) = client.complete_many([req("a")])
+    assert res.error is None and server.counts[BATCH_CREATE[judge]] == 1
+    assert JudgeCache(str(tmp_path)).pending([client.key(req("a"))]) == {}  # both batches closed
 
 
 def test_backoff_grows_with_jitter_and_respects_retry_after():

@@ -114,6 +114,7 @@ def test_openai_batch_mode_on_ray(ray_session, server, tmp_path):
     assert m["cost_usd"] == pytest.approx(0.5 * list_price, rel=1e-4)  # batch discount
 
 
+@pytest.mark.slow  # verifier checks are unit-tested in test_judge_verifier; this adds the stage
 def test_verifier_default_on_benchmark_style_rows(ray_session, tmp_path):
     test = "def check(f):\n    assert f(2, 3) == 5\n"
     he = {"entry_point": "add", "test": test, "prompt": 'def add(a, b):\n    """Sum."""\n'}

@@ -69,10 +69,15 @@ class Failure:
     kind: Kind
     message: str
     retry_after_s: float | None = None
+    status: int | None = None  # HTTP status, when there was a response
 
 
 class GaveUp(Exception):
     """Retries exhausted or a row-level error; carries the message recorded on the row."""
+
+
+class BatchGone(GaveUp):
+    """The provider no longer knows a batch we remembered (expired, deleted, other account)."""
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
@@ -189,7 +194,9 @@ class JudgeClient(ABC):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- retries ----------------------------------------------------------------------------
-    def _retrying(self, fn: Callable[[], T], what: str, limited: bool = True) -> T:
+    def _retrying(
+        self, fn: Callable[[], T], what: str, limited: bool = True, gone_ok: bool = False
+    ) -> T:
         last = ""
         for attempt in range(self.cfg.max_retries + 1):
             if limited and self.bucket is not None:
@@ -198,6 +205,8 @@ class JudgeClient(ABC):
                 return fn()
             except Exception as exc:  # SDK exceptions are classified by the provider
                 f = self._classify(exc)
+                if f.kind == "fatal" and gone_ok and f.status == 404:
+                    raise BatchGone(f.message) from None
                 if f.kind == "fatal":
                     raise JudgeError(f"{self.cfg.judge} judge: {what} failed: {f.message}") from None
                 if f.kind == "row":
@@ -259,8 +268,9 @@ class JudgeClient(ABC):
 
         return dict(self._pool.map(one, todo.items()))
 
-    def _run_batch(self, todo: dict[str, ChatRequest]) -> dict[str, ChatResult]:
-        """Submit what no open batch holds yet, wait for every batch involved, collect results."""
+    def _run_batch(self, todo: dict[str, ChatRequest], again: bool = True) -> dict[str, ChatResult]:
+        """Submit what no open batch holds yet, wait for every batch involved, collect results.
+        Requests whose remembered batch has vanished are submitted anew (once)."""
         holder = self.cache.pending(todo) if self.cache else {}
         new = {k: r for k, r in todo.items() if k not in holder}
         out: dict[str, ChatResult] = {}
@@ -274,23 +284,39 @@ class JudgeClient(ABC):
             if self.cache:
                 self.cache.add_pending(batch_id, new)
             holder.update(dict.fromkeys(new, batch_id))
+        lost: dict[str, ChatRequest] = {}
         for batch_id in sorted(set(holder.values())):
             mine = [k for k, b in holder.items() if b == batch_id]
-            out.update(self._collect(batch_id, mine))
+            got = self._collect(batch_id, mine)
+            if got is None:
+                log.warning("%s judge: batch %s is gone; resubmitting its %d requests",
+                            self.cfg.judge, batch_id, len(mine))
+                lost.update({k: todo[k] for k in mine})
+            else:
+                out.update(got)
+        if lost and again:
+            out.update(self._run_batch(lost, again=False))
+        elif lost:
+            out.update({k: ChatResult(None, error="batch vanished twice") for k in lost})
         return out
 
-    def _collect(self, batch_id: str, keys: list[str]) -> dict[str, ChatResult]:
+    def _collect(self, batch_id: str, keys: list[str]) -> dict[str, ChatResult] | None:
+        """Wait for a batch and read the results for `keys`; None when the batch is gone."""
         deadline = time.monotonic() + self.cfg.batch_max_wait_s
         try:
             while (state := self._retrying(lambda: self._batch_state(batch_id), "batch poll",
-                                           limited=False)) == "running":
+                                           limited=False, gone_ok=True)) == "running":
                 if time.monotonic() > deadline:
                     # Left open: a later run collects it instead of paying again.
                     msg = f"batch {batch_id} still running after {self.cfg.batch_max_wait_s:g}s"
                     return {k: ChatResult(None, error=f"{msg}; re-run to collect it") for k in keys}
                 time.sleep(self.cfg.batch_poll_s)
             got = (self._retrying(lambda: self._batch_results(batch_id), "batch results",
-                                  limited=False) if state == "ended" else {})
+                                  limited=False, gone_ok=True) if state == "ended" else {})
+        except BatchGone:
+            if self.cache:
+                self.cache.close_batch(batch_id)
+            return None
         except GaveUp as e:
             return {k: ChatResult(None, error=f"batch {batch_id}: {e}") for k in keys}
         out: dict[str, ChatResult] = {}

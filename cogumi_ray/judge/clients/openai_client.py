@@ -83,11 +83,11 @@ class OpenAIClient(JudgeClient):
             status = exc.status_code
             msg = f"HTTP {status}: {exc.message}"
             if status in _RETRY_STATUS or status >= 500:
-                return Failure("retry", msg, _retry_after(exc))
+                return Failure("retry", msg, _retry_after(exc), status)
             if status in _FATAL_STATUS:
                 hint = f" (check the key in ${self.cfg.key_env})" if status in (401, 403) else ""
-                return Failure("fatal", f"{msg}{hint}")
-            return Failure("row", msg)
+                return Failure("fatal", f"{msg}{hint}", status=status)
+            return Failure("row", msg, status=status)
         raise exc
 
     # -- Batch API ----------------------------------------------------------------------------
