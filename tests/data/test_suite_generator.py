@@ -74,3 +74,22 @@ def test_impossible_distinctness_fails_with_a_clear_error():
     with pytest.raises(DataError, match="ran out of distinct"):
         generate_suite(SuiteConfig(domains=["general"], examples_per_domain=300,
                                    clean_max_jaccard=0.2))
+
+
+def test_identical_across_processes_with_different_hash_seeds():
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json\nfrom cogumi_ray.data.config import SuiteConfig\n"
+            "from cogumi_ray.data.suite import generate_suite\n"
+            "rows = [json.dumps(e.to_row(), sort_keys=True) "
+            "for e in generate_suite(SuiteConfig(examples_per_domain=15))]\n"
+            "print(hashlib.sha256('\\n'.join(rows).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+               for seed in ("1", "2")}
+    rows = [json.dumps(e.to_row(), sort_keys=True)
+            for e in generate_suite(SuiteConfig(examples_per_domain=15))]
+    assert digests == {hashlib.sha256("\n".join(rows).encode()).hexdigest()}
