@@ -1,15 +1,18 @@
 """`cogumi data curate`: read -> normalise -> filter -> deduplicate -> stratified split, on Ray Data.
 
 Plan (each step a named Ray Data operator, visible in the dashboard and the CLI progress bars):
-  FlatMap(read_input_file)                   stream every file, quarantine unreadable rows
-  MapBatches(LengthFilter/LanguageFilter/PIIFilter)   mark drops, scrub PII, count
+  FlatMap(read_piece)                          stream file pieces, quarantine unreadable rows
+  MapBatches(LengthFilter/LanguageFilter/PIIFilter)   mark drops, scrub PII, count (fused)
   -- materialize once: the annotated rows feed the tally, the quarantine file and the kept rows --
-  dedup (cogumi_ray.data.dedup)              exact hash + MinHash LSH near duplicates
-  MapBatches(AssignSplit) per stratum        train/val/test, then Parquet per split
+  MapBatches(tally_batch)                      drop reasons + filter counters, summed on the driver
+  groupby(id).count() + MapBatches(DisambiguateIds)   make ids unique (dedup keys on them)
+  dedup (cogumi_ray.data.dedup)                exact hash + MinHash LSH near duplicates
+  groupby(domain, difficulty) -> MapBatches(assign_split)   train/val/test, Parquet per split
 
 Outputs in the stage dir: train/ val/ test/ (Parquet, Example schema), quarantine.jsonl,
-report.json (rows in/out per filter, drop reasons, PII kinds, duplicates, per-split strata).
-"""
+report.json (rows in/out per filter, drop reasons, PII kinds, duplicates with sample clusters,
+per-split domain/difficulty counts). Every input row is accounted for:
+rows_in = quarantined + filtered + duplicates + rows_out."""
 
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     annotated = read_examples(paths)
     for f in filters:
         annotated = annotated.map_batches(f, batch_format="pyarrow")
-    annotated = annotated.materialize()  # spills to disk when large; read once, used thrice
+    annotated = annotated.materialize()  # spills to disk when large; read once, used 3x
 
     drops, stats = rep.tally(annotated)
     if not drops:
