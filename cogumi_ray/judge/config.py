@@ -104,6 +104,13 @@ class JudgeConfig(StrictModel):
     )
     backoff_base_s: float = Field(1.0, gt=0, description="First retry delay; doubles each retry.")
     backoff_max_s: float = Field(60.0, gt=0, description="Cap on one retry delay (before jitter).")
+    circuit_breaker: int = Field(
+        20, ge=0, description="After this many consecutive requests exhaust their retries, "
+        "stop sending for circuit_cooldown_s (rows unjudged, a re-run retries them); 0 = off.",
+    )
+    circuit_cooldown_s: float = Field(
+        60.0, gt=0, description="Pause before one request probes whether the API is back."
+    )
     max_reasks: int = Field(
         2, ge=0, description="Times a malformed judge reply is re-asked before the row is unjudged."
     )

@@ -80,13 +80,15 @@ def test_report_and_markdown_escape_and_count():
 
 # --- the stage on Ray Data with the real embedding model -------------------------------------
 
-MODES = {  # planted failure mode -> (domain, instruction maker, rationale maker)
+# Planted failure modes: domain, instruction maker, rationale maker. Each mode's characteristic
+# term (timer, planets, python) runs through both its task and the judge's rationale.
+MODES = {
     "timer": ("automation", lambda r: f"Set a kitchen timer for {r.randint(2, 90)} minutes.",
-              lambda r: f"args.minutes: expected {r.randint(2, 90)}, got {r.randint(2, 90)}"),
+              lambda r: f"timer args.minutes: expected {r.randint(2, 90)}, got {r.randint(2, 90)}"),
     "planets": ("reasoning",
                 lambda r: "Order the planets " + ", ".join(r.sample(
                     ["Mars", "Venus", "Jupiter", "Saturn", "Mercury"], 3)) + " by distance.",
-                lambda r: f"position {r.randint(1, 3)}: expected planet order differs"),
+                lambda r: f"position {r.randint(1, 3)}: expected other planets order"),
     "python": ("code", lambda r: f"Write a Python function f{r.randint(0, 99)}(xs) returning "
                "the sum of the list.",
                lambda r: "tests failed: NameError: python function is not defined"),

@@ -12,7 +12,8 @@ from fake_llm_server import FakeLLMServer
 from cogumi_ray.errors import JudgeError
 from cogumi_ray.judge.cache import JudgeCache
 from cogumi_ray.judge.clients import make_client
-from cogumi_ray.judge.clients.base import ChatRequest, TokenBucket, backoff_delay
+from cogumi_ray.judge.clients.base import ChatRequest
+from cogumi_ray.judge.clients.limits import CircuitBreaker, TokenBucket, backoff_delay
 from cogumi_ray.judge.config import JudgeConfig
 
 KEY_ENV = "COGUMI_TEST_JUDGE_KEY"
@@ -163,6 +164,29 @@ def test_remembered_batch_that_vanished_is_resubmitted(server, judge, tmp_path):
     (res,) = client.complete_many([req("a")])
     assert res.error is None and server.counts[BATCH_CREATE[judge]] == 1
     assert JudgeCache(str(tmp_path)).pending([client.key(req("a"))]) == {}  # both batches closed
+
+
+def test_circuit_breaker_stops_sending_to_a_down_api(server):
+    server.always_fail = 500
+    cfg = make_cfg(server, "openai", max_retries=1, circuit_breaker=3, max_in_flight=1)
+    res = make_client(cfg).complete_many([req(str(i)) for i in range(10)])
+    assert server.counts["chat"] == 3 * 2  # three requests tried twice each, then nothing
+    assert all(r.text is None for r in res)
+    assert sum("not sent" in r.error for r in res) == 7
+
+
+def test_circuit_breaker_probes_after_cooldown_and_closes_on_success():
+    now = [0.0]
+    b = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: now[0])
+    b.record(ok=False)
+    assert b.allow()
+    b.record(ok=False)
+    assert not b.allow()
+    now[0] = 10.0
+    assert b.allow() and not b.allow()  # exactly one probe per cool-down
+    b.record(ok=True)
+    assert b.allow() and b.failures == 0
+    assert CircuitBreaker(threshold=0, cooldown_s=1).allow()
 
 
 def test_backoff_grows_with_jitter_and_respects_retry_after():

@@ -14,8 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import random
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from typing import Literal, TypeVar
 
 from cogumi_ray.errors import JudgeError
 from cogumi_ray.judge.cache import JudgeCache
+from cogumi_ray.judge.clients.limits import CircuitBreaker, TokenBucket, backoff_delay
 from cogumi_ray.judge.config import JudgeConfig
 
 log = logging.getLogger(__name__)
@@ -76,48 +75,12 @@ class GaveUp(Exception):
     """Retries exhausted or a row-level error; carries the message recorded on the row."""
 
 
+class Exhausted(GaveUp):
+    """Every retry failed: the API is unreachable or overloaded (not this request's fault)."""
+
+
 class BatchGone(GaveUp):
     """The provider no longer knows a batch we remembered (expired, deleted, other account)."""
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, retry_after_s: float | None) -> float:
-    """Exponential backoff with equal jitter (half fixed, half random, so delays still grow while
-    concurrent actors spread out); a server's Retry-After is honoured as a lower bound."""
-    cap = min(max_s, base_s * (2**attempt))
-    delay = cap / 2 + random.uniform(0, cap / 2)
-    if retry_after_s is not None:
-        delay = max(delay, min(retry_after_s, max_s))
-    return delay
-
-
-class TokenBucket:
-    """Thread-safe request-rate limiter: `rate` tokens per second, bursts up to `burst`."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, burst if burst is not None else rate)
-        self._clock, self._sleep = clock, sleep
-        self._tokens = self.capacity
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self.rate
-            self._sleep(wait)
 
 
 def api_key_from_env(var: str | None, judge: str, required: bool = True) -> str | None:
@@ -150,6 +113,7 @@ class JudgeClient(ABC):
                 f"{sorted(cfg.prices)}). To resolve: add judge.prices.{self.model} = "
                 "{input_per_mtok: ..., output_per_mtok: ...} so cost can be accounted."
             )
+        self.breaker = CircuitBreaker(cfg.circuit_breaker, cfg.circuit_cooldown_s)
         self._pool = ThreadPoolExecutor(cfg.max_in_flight, thread_name_prefix="judge-http")
 
     # -- identity and accounting ------------------------------------------------------------
@@ -217,13 +181,20 @@ class JudgeClient(ABC):
                                           self.cfg.backoff_max_s, f.retry_after_s)
                     log.debug("%s: %s; retry %d in %.2fs", what, last, attempt + 1, delay)
                     time.sleep(delay)
-        raise GaveUp(f"gave up after {self.cfg.max_retries} retries: {last}")
+        raise Exhausted(f"gave up after {self.cfg.max_retries} retries: {last}")
 
     def _one(self, req: ChatRequest) -> ChatResult:
+        if not self.breaker.allow():
+            return ChatResult(None, error=f"not sent: the last {self.breaker.failures} requests "
+                              "gave up after all retries (API down?); re-run to retry")
         try:
             r = self._retrying(lambda: self._send(req), "request")
-        except GaveUp as e:
+        except Exhausted as e:
+            self.breaker.record(ok=False)
             return ChatResult(text=None, error=str(e))
+        except GaveUp as e:  # this request's own problem (e.g. too long): says nothing of the API
+            return ChatResult(text=None, error=str(e))
+        self.breaker.record(ok=True)
         return ChatResult(r.text, r.input_tokens, r.output_tokens,
                           self.cost(r.input_tokens, r.output_tokens, batch=False))
 
