@@ -183,7 +183,7 @@ def clamp(rng: random.Random) -> Task:
 @tagged("code.label_divisible")
 def label_divisible(rng: random.Random) -> Task:
     k = rng.randint(2, 9)
-    labels = ["fizz", "buzz", "even", "odd", "yes", "no", "hit", "miss", "on", "off"]
+    labels = ["fizz", "buzz", "yes", "no", "hit", "miss", "on", "off", "ping", "pong"]
     yes, no = rng.sample(labels, 2)
     body = f"if {{p0}} % {k} == 0:\n    return {yes!r}\nreturn {no!r}"
     return _fn_task(rng, ("label", "classify", "tag_number", "name_of", "mark"), [INT],
