@@ -236,3 +236,10 @@ def test_structured_output_request_shapes(server):
     for client in (anth, oai):
         (res,) = client.complete_many([r])
         assert res.error is None
+
+
+def test_qps_limit_comes_from_config_or_the_actor_share(server):
+    cfg = make_cfg(server, "openai", qps=8)
+    assert make_client(cfg).bucket.rate == 8
+    assert make_client(cfg, qps=8 / 4).bucket.rate == 2  # one of 4 Ray actors
+    assert make_client(make_cfg(server, "openai")).bucket is None

@@ -105,6 +105,7 @@ class JudgeClient(ABC):
         self.cfg = cfg
         self.model = cfg.model_name
         self.cache = cache
+        qps = qps if qps is not None else cfg.qps  # the Ray actors pass their share of cfg.qps
         self.bucket = TokenBucket(qps) if qps else None
         self.price = cfg.prices.get(self.model)
         if self.price is None and cfg.judge != "openai_compatible":
