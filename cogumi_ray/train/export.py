@@ -1,8 +1,8 @@
 """Turn a Ray Train checkpoint (holding an HF Trainer checkpoint) into a clean model folder.
 
 What stays: config, weights (full model or PEFT adapter), tokenizer and chat template.
-What goes: optimizer/scheduler/RNG state, trainer state, ZeRO shards, i.e. what only resuming
-needs. The destination (local or URI) is replaced atomically: written beside it, then renamed.
+What goes: optimizer/scheduler/RNG state, trainer state, ZeRO shards: what only resuming needs.
+The destination (local or URI) is replaced atomically: written beside it, then renamed.
 """
 
 from __future__ import annotations
@@ -17,23 +17,30 @@ from cogumi_ray import storage
 from cogumi_ray.errors import TrainError
 
 HF_CHECKPOINT = "checkpoint"
-_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
-                   "training_args.bin", "latest", "zero_to_fp32.py")
+# A model folder is config, weights, tokenizer and template; everything else in an HF checkpoint
+# (optimizer.pt, rng_state*.pth, training_args.bin, ZeRO shards and scripts) only serves resuming.
+_MODEL_SUFFIXES = (".json", ".safetensors", ".jinja", ".model", ".txt", ".tiktoken")
+_MODEL_BINARIES = ("pytorch_model", "adapter_model")  # older .bin weight files
+_NOT_MODEL = ("trainer_state.json",)
 
 
-def _is_training_state(name: str) -> bool:
-    return (name in _TRAINING_STATE or name.startswith(("rng_state", "global_step"))
-            or name.endswith(".tmp"))
+def _is_model_file(name: str) -> bool:
+    if name in _NOT_MODEL:
+        return False
+    return name.endswith(_MODEL_SUFFIXES) or (name.endswith(".bin") and name.startswith(_MODEL_BINARIES))
 
 
 def _copy_model_files(src: str, dst_local: str) -> list[str]:
     os.makedirs(dst_local, exist_ok=True)
     kept = []
     for name in sorted(os.listdir(src)):
-        if _is_training_state(name) or os.path.isdir(os.path.join(src, name)):
+        if not _is_model_file(name) or os.path.isdir(os.path.join(src, name)):
             continue
         shutil.copy2(os.path.join(src, name), os.path.join(dst_local, name))
         kept.append(name)
+    if not any(n.endswith((".safetensors", ".bin")) for n in kept):
+        shutil.rmtree(dst_local, ignore_errors=True)
+        raise TrainError(f"checkpoint folder {src} holds no weights (model files: {kept})")
     return kept
 
 
@@ -46,16 +53,14 @@ def export_checkpoint(checkpoint: Any, dst: str) -> str:
         if storage.is_local(dst):
             final = storage.local_path(dst)
             tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
-            kept = _copy_model_files(src, tmp)
+            _copy_model_files(src, tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
         else:
             with tempfile.TemporaryDirectory() as staging:
-                kept = _copy_model_files(src, staging)
+                _copy_model_files(src, staging)
                 fs, path = storage.fs_and_path(dst)
                 if fs.exists(path):
                     fs.rm(path, recursive=True)
                 fs.put(staging.rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
-    if not any(n.endswith(".safetensors") or n.endswith(".bin") for n in kept):
-        raise TrainError(f"checkpoint {checkpoint.path} holds no weights (files: {kept})")
     return dst

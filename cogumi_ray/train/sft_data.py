@@ -129,6 +129,17 @@ def collate(batch: dict[str, Any], pad_id: int, multiple_of: int = 8) -> dict[st
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
+def pad_collate(pad_id: int) -> Any:
+    """`collate` as the callable class Ray Data's `iter_torch_batches(collate_fn=...)` expects."""
+    from ray.data.collate_fn import NumpyBatchCollateFn
+
+    class PadCollate(NumpyBatchCollateFn):
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            return collate(batch, pad_id=pad_id)
+
+    return PadCollate()
+
+
 def build_dataset(
     path: str,
     model_path: str,

@@ -147,7 +147,6 @@ def train_loop(config: dict[str, Any]) -> None:
     """Runs in every Ray Train worker."""
     import os
     import tempfile
-    from functools import partial
 
     import ray.train
     import torch
@@ -156,7 +155,7 @@ def train_loop(config: dict[str, Any]) -> None:
 
     from cogumi_ray.train.backends import get_backend
     from cogumi_ray.train.early_stopping import EarlyStopping
-    from cogumi_ray.train.sft_data import collate
+    from cogumi_ray.train.sft_data import pad_collate
     from cogumi_ray.train.throughput import Throughput
 
     cfg = TrainConfig.model_validate(config["train"])
@@ -174,7 +173,7 @@ def train_loop(config: dict[str, Any]) -> None:
     )
     backend = get_backend(cfg.backend)
     model, tok = backend.load(config["model_path"], cfg, lora)
-    batches = partial(collate, pad_id=tok.pad_token_id)
+    batches = pad_collate(tok.pad_token_id)
     train = ray.train.get_dataset_shard("train").iter_torch_batches(
         batch_size=cfg.per_device_batch_size, collate_fn=batches,
         local_shuffle_buffer_size=cfg.per_device_batch_size * 8, local_shuffle_seed=cfg.seed,
