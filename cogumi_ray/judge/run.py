@@ -89,6 +89,9 @@ def judge_dataset(ds: ray.data.Dataset, cfg: JudgeConfig, cache_dir: str | None)
 
     check_columns(ds.schema().names, cfg, "input")
     make_judge(cfg).close()  # fail fast on the driver: missing key env var, unpriced model
+    # One block per judge batch: a map task handles one block, so a single large input file
+    # would otherwise keep every actor but one idle. (Streaming split, no shuffle.)
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
     return ds.map_batches(
         JudgeWorker,
         fn_constructor_kwargs={"cfg": cfg.model_dump(mode="json"), "cache_dir": cache_dir,

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from cogumi_ray.runs import RunContext, StageOutput
 
 log = logging.getLogger(__name__)
+# Judge batches are small (one block each); files of this many rows keep a large run's output
+# to hundreds of files, not tens of thousands.
+_ROWS_PER_FILE = 20_000
 
 
 def cache_dir_for(cfg: JudgeConfig, stage_dir: str) -> str | None:
@@ -58,7 +61,7 @@ def _write(ds: Any, out: str, schema: Any) -> None:
     import pyarrow.parquet as pq
 
     tmp = f"{out}.tmp-{uuid.uuid4().hex[:8]}"
-    ds.write_parquet(tmp)
+    ds.write_parquet(tmp, min_rows_per_file=_ROWS_PER_FILE)
     fs, p = storage.fs_and_path(tmp)
     if not fs.exists(p) or not any(f.endswith(".parquet") for f in fs.find(p)):
         fs.makedirs(p, exist_ok=True)

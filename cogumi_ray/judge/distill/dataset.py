@@ -103,6 +103,7 @@ def combine(
     """Union, deduplicate, then add reverse pairs of the kept corrections (not of replayed rows).
     Returns the materialised set and the dedup stats."""
     import ray.data
+    from ray.data.expressions import col
 
     from cogumi_ray.data.dedup import dedup
     from cogumi_ray.data.lsh import DedupStats
@@ -113,7 +114,7 @@ def combine(
     kept, stats = dedup(union.materialize(), dedup_cfg)  # dedup reads its input three times
     kept = kept.materialize()
     if reverse_template:
-        fwd = kept.filter(lambda r: r[PART] != "replay")
+        fwd = kept.filter(expr=col(PART) != "replay")
         kept = kept.union(fwd.map_batches(ReversePairs, fn_kwargs={"template": reverse_template},
                                           batch_format="pyarrow")).materialize()
     return kept, stats

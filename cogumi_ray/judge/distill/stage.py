@@ -32,16 +32,19 @@ REFERENCE_NOTE = ("teacher 'reference': corrections are the task suite's referen
 
 
 def drop_heldout(ds: ray.data.Dataset, test: str) -> ray.data.Dataset:
-    """Failures whose id or instruction is not in the held-out split."""
+    """Failures whose id and instruction are not in the held-out split (curation normalised the
+    text of every split alike, so exact matches suffice)."""
     import pyarrow.dataset as pads
+    from ray.data.expressions import col
 
     fs, p = storage.fs_and_path(test)
     fmt = "json" if p.endswith((".jsonl", ".json")) else "parquet"
     t = pads.dataset(p, filesystem=fs, format=fmt).to_table(columns=["id", "instruction"])
-    ids = set(map(str, t["id"].to_pylist()))
-    texts = {" ".join(str(s).split()) for s in t["instruction"].to_pylist()}
-    return ds.filter(lambda r: str(r["id"]) not in ids
-                     and " ".join(str(r["instruction"]).split()) not in texts)
+    if not t.num_rows:
+        return ds
+    ids = sorted(set(map(str, t["id"].to_pylist())))
+    texts = sorted(set(map(str, t["instruction"].to_pylist())))
+    return ds.filter(expr=col("id").not_in(ids) & col("instruction").not_in(texts))
 
 
 def _write(ds: ray.data.Dataset, path: str, schema: Any = None) -> ray.data.Dataset:
@@ -62,6 +65,8 @@ def _sum(ds: ray.data.Dataset, column: str) -> float:
 def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.Dataset,
                   out: str, m: dict[str, Any]) -> tuple[ray.data.Dataset, set[str]]:
     """Rewrites re-judged by the same judge; returns (the passing ones, their failure ids)."""
+    from ray.data.expressions import col
+
     from cogumi_ray.judge.distill.self_critique import CRITIQUE, self_critique
     from cogumi_ray.judge.stage import cache_dir_for
 
@@ -73,16 +78,18 @@ def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.
                 storage.join(out, "self_critique"))
     fixed = sc.filter(expr="verdict == 'pass'").materialize()
     ids = {str(r["id"]) for r in fixed.select_columns(["id"]).take_all()}
-    marker = dc.critique_marker.lower()
     m["self_critique_fixed"] = len(ids)
     m["self_critique_uplift"] = round(len(ids) / m["failures"], 4)
-    m["self_critique_with_marker"] = sc.filter(lambda r: marker in str(r[CRITIQUE]).lower()).count()
+    m["self_critique_with_marker"] = sc.filter(
+        expr=col(CRITIQUE).str.contains(dc.critique_marker, ignore_case=True)).count()
     return fixed, ids
 
 
 def teacher_step(cfg: CogumiConfig, remaining: ray.data.Dataset, out: str,
                  m: dict[str, Any]) -> ray.data.Dataset:
     """Teacher corrections (verified by the judge unless they are the references); the kept ones."""
+    from ray.data.expressions import col
+
     from cogumi_ray.judge.distill.teacher import teacher_dataset, teacher_judge_config
     from cogumi_ray.judge.run import judge_dataset
     from cogumi_ray.judge.stage import cache_dir_for
@@ -96,10 +103,10 @@ def teacher_step(cfg: CogumiConfig, remaining: ray.data.Dataset, out: str,
         corrected = judge_dataset(corrected, jc, cache_dir_for(jc, out))
     taught = _write(corrected, storage.join(out, "teacher"))
     kept = (taught.filter(expr="verdict == 'pass'") if verify
-            else taught.filter(lambda r: r[jc.answer_column] is not None)).materialize()
+            else taught.filter(expr=col(jc.answer_column).is_not_null())).materialize()
     m["teacher_kept"] = kept.count()
     if t.kind != "reference":
-        m["teacher_errors"] = taught.filter(lambda r: r["teacher_error"] is not None).count()
+        m["teacher_errors"] = taught.filter(expr=col("teacher_error").is_not_null()).count()
         m["teacher_output_tokens"] = int(_sum(taught, "teacher_output_tokens"))
         m["teacher_cost_usd"] = round(_sum(taught, "teacher_cost_usd"), 8)
         m["teacher_cost_usd_this_run"] = round(_sum(taught, "teacher_paid_usd"), 8)
@@ -122,6 +129,8 @@ def retrain_step(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], mix
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     import json
+
+    from ray.data.expressions import col
 
     from cogumi_ray.data.schema import COLUMNS, arrow_schema
     from cogumi_ray.judge.distill.dataset import PART, as_examples, combine, replay
@@ -154,7 +163,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         fixed, fixed_ids = critique_step(cfg, inputs, failures, out, m)
         parts.append(as_examples(fixed, "self_critique", jc.answer_column))
     t1 = time.perf_counter()
-    remaining = failures.filter(lambda r: str(r["id"]) not in fixed_ids)
+    remaining = (failures.filter(expr=col("id").not_in(sorted(fixed_ids))) if fixed_ids
+                 else failures)
     if t.max_rows:
         remaining = remaining.limit(t.max_rows)
     m["teacher_attempted"] = remaining.count() if t.kind != "none" else 0
@@ -167,7 +177,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         parts.append(rp)
     mix, stats = combine(parts, dc.dedup, dc.reverse_template if dc.reverse_pairs else None)
     has_rows = mix.count() > 0
-    _write(mix.filter(lambda r: r[PART] != "replay").select_columns(list(COLUMNS)),
+    _write(mix.filter(expr=col(PART) != "replay").select_columns(list(COLUMNS)),
            paths["dataset"], arrow_schema())
     _write(mix, paths["train_mix"], mix.schema().base_schema if has_rows else None)
     counts = ({f"{r[PART]}:{r['source']}": r["count()"]
