@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pyarrow as pa
 import pytest
@@ -171,3 +172,26 @@ def test_build_filters_follows_config():
     assert [f.name for f in build_filters(cfg)] == ["length"]
     with pytest.raises(ValueError, match="min_tokens"):
         CurateConfig(min_tokens=10, max_tokens=5)
+
+
+def test_filter_chain_counts_add_up_in_the_report_table():
+    from cogumi_ray.data.report import filter_table, tally_batch
+    from cogumi_ray.data.rows import sum_stats
+
+    batch = _batch(
+        ("Hi", "ok"),  # too short
+        ("Explain how a bicycle gear works in simple terms.", "Gears trade force for speed."),
+        ("Quelle est la capitale de la France et pourquoi ?", "Paris est la capitale."),
+        ("Mail the notes to ana@example.com tomorrow morning please.", "Will do."),
+    )
+    for f in build_filters(CurateConfig()):
+        batch = f(batch)
+    summary = tally_batch(batch)
+    drops = Counter(json.loads(summary.column("drops")[0].as_py()))
+    stats = sum_stats(summary.column("stats").to_pylist())
+    table = {row["filter"]: row for row in filter_table(["length", "language", "pii"], drops, stats)}
+    assert drops[""] == 2
+    assert (table["length"]["rows_in"], table["length"]["rows_out"]) == (4, 3)
+    assert table["language"]["dropped"] == {"non_english": 1}
+    assert (table["pii"]["rows_in"], table["pii"]["rows_out"]) == (2, 2)
+    assert table["pii"]["counts"] == {"email": 1, "rows_with_pii": 1}
