@@ -92,37 +92,43 @@ def extract_failures(judgments: str, out: str) -> int:
 
 
 def summarize(path: str) -> dict[str, Any]:
-    """Headline numbers: verdict counts, pass rate overall and per domain, tokens, cost."""
-    import statistics
-
+    """Headline numbers: verdict counts, pass rate overall and per domain, tokens, cost.
+    Columnar (pyarrow compute), so a 640K-row run is summarised without Python objects per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
     fs, p = storage.fs_and_path(path)
     data = pads.dataset(p, filesystem=fs, format="parquet")
     cols = [c for c in ("domain", "verdict", "score", "judge", "input_tokens", "output_tokens",
                         "cost_usd", "paid_usd", "cached") if c in data.schema.names]
-    t = data.to_table(columns=cols).to_pydict()
-    n = len(t["verdict"])
-    counts = {v: t["verdict"].count(v) for v in ("pass", "fail", "tie", "unjudged")}
-    judged = n - counts["unjudged"]
+    t = data.to_table(columns=cols)
+    n = t.num_rows
+    counts = {r["values"]: r["counts"] for r in pc.value_counts(t["verdict"]).to_pylist()}
+    passed, unjudged = counts.get("pass", 0), counts.get("unjudged", 0)
+    judged = n - unjudged
+
+    def total(col: str) -> float:
+        return pc.sum(t[col]).as_py() or 0
+
     m: dict[str, Any] = {
-        "rows": n, "passed": counts["pass"], "failed": counts["fail"], "ties": counts["tie"],
-        "unjudged": counts["unjudged"],
-        "pass_rate": round(counts["pass"] / judged, 4) if judged else None,
-        "input_tokens": int(sum(t["input_tokens"])), "output_tokens": int(sum(t["output_tokens"])),
-        "cost_usd": round(float(sum(t["cost_usd"])), 10),
-        "cost_usd_this_run": round(float(sum(t["paid_usd"])), 10),
-        "cached_rows": int(sum(t["cached"])),
-        "judge": t["judge"][0] if n else None,
+        "rows": n, "passed": passed, "failed": counts.get("fail", 0), "ties": counts.get("tie", 0),
+        "unjudged": unjudged,
+        "pass_rate": round(passed / judged, 4) if judged else None,
+        "input_tokens": int(total("input_tokens")), "output_tokens": int(total("output_tokens")),
+        "cost_usd": round(float(total("cost_usd")), 10),
+        "cost_usd_this_run": round(float(total("paid_usd")), 10),
+        "cached_rows": int(pc.sum(t["cached"].cast(pa.int64())).as_py() or 0),
+        "judge": t["judge"][0].as_py() if n else None,
     }
-    scores = [s for s in t["score"] if s is not None]
-    if scores:
-        m["mean_score"] = round(statistics.fmean(scores), 3)
-    for domain in sorted(set(t.get("domain") or [])):
-        verdicts = [v for d, v in zip(t["domain"], t["verdict"], strict=True)
-                    if d == domain and v != "unjudged"]
-        if verdicts:
-            m[f"pass_rate.{domain}"] = round(verdicts.count("pass") / len(verdicts), 4)
+    mean = pc.mean(t["score"]).as_py()  # nulls (unjudged, verifier) are skipped
+    if mean is not None:
+        m["mean_score"] = round(mean, 3)
+    if "domain" in cols and judged:
+        scored = t.filter(pc.not_equal(t["verdict"], "unjudged"))
+        scored = scored.append_column("is_pass", pc.equal(scored["verdict"], "pass").cast(pa.int64()))
+        for r in scored.group_by("domain").aggregate([("is_pass", "mean")]).to_pylist():
+            m[f"pass_rate.{r['domain']}"] = round(r["is_pass_mean"], 4)
     return m
 
 
