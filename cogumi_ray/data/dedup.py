@@ -1,20 +1,21 @@
 """Exact and near-duplicate removal on Ray Data (MinHash LSH), unchanged from a laptop to a cluster.
 
-    ds ─MinHashSignatures─► per row: exact key, quality, snippet, 16 LSH band keys
-       ─LSHBands─► one row per (band key, id), plus one per (exact key, id)
-       ─hash-partition by key─► CandidatePairs: exact groups, and id pairs sharing a band bucket
+    ds ─MinHashSignatures─► per row: exact key, quality, snippet, 16 LSH band keys, 4-bit sketch
+       ─LSHBands─► one row per (band key, id, sketch), plus one per (exact key, id)
+       ─hash-partition by key─► CandidatePairs: exact groups; id pairs sharing a band bucket
+         whose sketches estimate a Jaccard near the threshold or above
     driver: exact drops; distinct candidate pairs (small: duplicates plus a few look-alikes)
-    ds ─CandidateShingles (only docs in a pair)─► (pair, side, shingle set)
+    ds ─CandidateRows (only docs in a pair)─► (pair, side, text)
        ─hash-partition by pair─► VerifyCandidates: pairs with exact Jaccard >= threshold
     driver: union-find over verified pairs, one representative per cluster
     ds ─DropDuplicates─► result (lazy)
 
 Nothing per row comes back to the driver, only pairs and drop ids (proportional to the
-duplicates), so a cluster runs it unchanged. Texts are never shuffled: carrying each text into
-its 16 band buckets would move 16x the corpus; instead the few candidate docs re-read their text
-in a streaming pass, so `ds` is read three times (materialise it first if its upstream is
-costly). A hash-partitioned block holds every row of its keys, as `GroupedData.map_groups`
-relies on. Ray fuses the consecutive map stages, so the dashboard shows e.g.
+duplicates), so a cluster runs it unchanged. Only candidate docs' texts are shuffled (carrying
+every text into its 16 band buckets would move 16x the corpus): they are re-read in a streaming
+pass, so `ds` is read three times (materialise it first if its upstream is costly). A
+hash-partitioned block holds every row of its keys, as `GroupedData.map_groups` relies on.
+Ray fuses consecutive map stages: the dashboard shows e.g.
 "MapBatches(MinHashSignatures)->MapBatches(LSHBands)".
 """
 
@@ -32,7 +33,7 @@ from cogumi_ray.data.lsh import (
     SNIPPET_CHARS,
     DedupStats,
     UnionFind,
-    bucket_pairs,
+    candidate_pairs,
     example,
     rank,
     resolve_clusters,
@@ -42,8 +43,10 @@ from cogumi_ray.data.minhash import (
     exact_key,
     jaccard,
     normalize,
+    prefilter_threshold,
     shingle_sets,
     signatures_of_normalized,
+    sketches,
 )
 from cogumi_ray.errors import DataError
 
@@ -52,7 +55,7 @@ __all__ = ["DedupStats", "dedup"]
 log = logging.getLogger(__name__)
 
 # Kinds of rows in the keyed shuffle and in CandidatePairs' output.
-BAND, EXACT, PAIR, COUNT = 0, 1, 2, 3
+BAND, EXACT, PAIR, COUNT, LOOKED = 0, 1, 2, 3, 4
 
 
 def dedup(ds: Any, cfg: DedupConfig) -> tuple[Any, DedupStats]:
@@ -83,7 +86,8 @@ def dedup(ds: Any, cfg: DedupConfig) -> tuple[Any, DedupStats]:
         _schema("found"),
     )
     kind = found["kind"].to_numpy()
-    stats = DedupStats(rows_in=int(found["n"].to_numpy()[kind == COUNT].sum()))
+    n = found["n"].to_numpy(zero_copy_only=False)
+    stats = DedupStats(rows_in=int(n[kind == COUNT].sum()), bucket_pairs=int(n[kind == LOOKED].sum()))
     log.info("dedup: %d rows sketched and bucketed in %.1fs", stats.rows_in, time.perf_counter() - t0)
 
     drops = _exact_drops(found.filter(pa.array(kind == EXACT)), stats)
@@ -138,12 +142,12 @@ def _near_drops(
         gone = pa.array(sorted(exact_dropped), pa.string())
         pairs = pairs.filter(pc.invert(pc.or_(pc.is_in(pairs["a"], gone), pc.is_in(pairs["b"], gone))))
     stats.candidate_pairs = pairs.num_rows
-    log.info("dedup: %d candidate pairs (%d bucket pairs)", pairs.num_rows, raw.num_rows)
+    log.info("dedup: %d candidate pairs from %d bucket pairs", pairs.num_rows, stats.bucket_pairs)
     if pairs.num_rows == 0:
         return {}
     pairs = pairs.append_column("_pair", pa.array(np.arange(pairs.num_rows, dtype=np.int64)))
     shingled = ds.map_batches(
-        CandidateShingles(cfg, ray.put(pairs), has_quality),
+        CandidateRows(ray.put(pairs), has_quality),
         batch_format="pyarrow",
         batch_size=cfg.batch_size,
     )
@@ -224,6 +228,26 @@ def _quality(batch: Any, has_quality: bool) -> Any:
     return pc.cast(batch.column("quality"), pa.float64())
 
 
+def _to_fixed_binary(rows: np.ndarray) -> Any:
+    """[n, w] uint8 -> Arrow fixed_size_binary(w) without a Python object per row."""
+    import pyarrow as pa
+
+    n, w = rows.shape
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(w), n, [None, pa.py_buffer(np.ascontiguousarray(rows).tobytes())]
+    )
+
+
+def _from_fixed_binary(col: Any) -> np.ndarray:
+    """Arrow fixed_size_binary(w) column (no nulls) -> [n, w] uint8."""
+    arr = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+    w = arr.type.byte_width
+    if len(arr) == 0:
+        return np.zeros((0, w), np.uint8)
+    data = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset * w : (arr.offset + len(arr)) * w]
+    return data.reshape(len(arr), w)
+
+
 class MinHashSignatures:
     """Per row: id, quality, snippet, exact key of the normalised text and the LSH band keys."""
 
@@ -242,10 +266,11 @@ class MinHashSignatures:
             "_exact": pa.array([exact_key(n) for n in norm], pa.string()),
         }
         if self.cfg.near:
-            keys = band_keys(signatures_of_normalized(norm, self.cfg), self.cfg)  # [n, bands]
+            sigs = signatures_of_normalized(norm, self.cfg)  # [n, num_perm]
             cols["_bands"] = pa.FixedSizeListArray.from_arrays(
-                pa.array(keys.ravel(), pa.uint64()), self.cfg.bands
+                pa.array(band_keys(sigs, self.cfg).ravel(), pa.uint64()), self.cfg.bands
             )
+            cols["_sketch"] = _to_fixed_binary(sketches(sigs))  # num_perm / 2 bytes per row
         return pa.table(cols)
 
 
@@ -255,8 +280,9 @@ def exact_bucket(hex_keys: list[str]) -> np.ndarray:
 
 
 class LSHBands:
-    """One row per (band key, id), plus one per (exact key, id) carrying what the exact-group
-    decision needs (quality, full exact key, snippet); band rows leave those null."""
+    """One row per (band key, id, sketch), plus one per (exact key, id) carrying what the
+    exact-group decision needs (quality, full exact key, snippet); each kind leaves the other's
+    columns null."""
 
     def __init__(self, cfg: DedupConfig) -> None:
         self.cfg = cfg
@@ -273,6 +299,7 @@ class LSHBands:
                 "_quality": block["_quality"],
                 "_exact": block["_exact"],
                 "_snippet": block["_snippet"],
+                "_sketch": pa.nulls(n, pa.binary(self.cfg.num_perm // 2)),
             })
         ]
         if self.cfg.near:
@@ -286,40 +313,42 @@ class LSHBands:
                 "_quality": pa.nulls(m, pa.float64()),
                 "_exact": pa.nulls(m, pa.string()),
                 "_snippet": pa.nulls(m, pa.string()),
+                "_sketch": block["_sketch"].take(rows),
             }))
         return pa.concat_tables(parts)
 
 
 class CandidatePairs:
     """Per block of whole buckets: members of exact groups (with the kept id), pairs (a < b)
-    of ids sharing a band bucket, and the block's row count."""
+    sharing a band bucket whose sketches estimate a Jaccard near or above the threshold, the
+    block's row count and the number of bucket pairs looked at."""
 
     def __init__(self, cfg: DedupConfig) -> None:
         self.cfg = cfg
+        self.min_estimate = prefilter_threshold(cfg)
 
     def __call__(self, block: Any) -> Any:
         import pyarrow as pa
 
         kind = block["_kind"].to_numpy()
-        out: list[tuple] = [(COUNT, None, None, None, int((kind == EXACT).sum()))]
+        rows: list[tuple] = [(COUNT, None, None, None, int((kind == EXACT).sum()))]
         exact = block.filter(pa.array(kind == EXACT))
         if self.cfg.exact and exact.num_rows:
-            out += self._exact_groups(exact)
+            rows += self._exact_groups(exact)
         bands = block.filter(pa.array(kind == BAND))
-        if bands.num_rows:
-            keys = bands["_key"].to_numpy()
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-            sizes = np.diff(np.r_[starts, keys.size])
-            ids = bands["id"].to_numpy(zero_copy_only=False)[order]
-            for s, n in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
-                out += [(PAIR, a, b, None, None)
-                        for a, b in bucket_pairs(ids[s : s + n].tolist(), self.cfg.max_bucket_size)]
-        return pa.Table.from_pylist(
-            [dict(zip(("kind", "a", "b", "snippet", "n"), r, strict=True)) for r in out],
-            schema=_schema("found"),
+        a, b, looked = candidate_pairs(
+            bands["_key"].to_numpy(), bands["id"].to_numpy(zero_copy_only=False),
+            _from_fixed_binary(bands["_sketch"]), self.cfg.max_bucket_size, self.min_estimate,
         )
+        rows.append((LOOKED, None, None, None, looked))
+        schema = _schema("found")
+        pairs = pa.table({
+            "kind": pa.array(np.full(a.size, PAIR, np.int8)), "a": pa.array(a, pa.string()),
+            "b": pa.array(b, pa.string()), "snippet": pa.nulls(a.size, pa.string()),
+            "n": pa.nulls(a.size, pa.int64()),
+        }, schema=schema)
+        named = [dict(zip(schema.names, r, strict=True)) for r in rows]
+        return pa.concat_tables([pa.Table.from_pylist(named, schema=schema), pairs])
 
     @staticmethod
     def _exact_groups(exact: Any) -> list[tuple]:
@@ -354,11 +383,12 @@ def _resolve(ref: Any) -> Any:
     return _RESOLVED[key]
 
 
-class CandidateShingles:
-    """For docs in candidate pairs: one row per (pair, side) with the doc's shingle set."""
+class CandidateRows:
+    """For docs in candidate pairs: one row per (pair, side) with the doc's text (smaller than
+    its shingle set: ~3.5 KB against ~16 KB of 64-bit codes for a typical row)."""
 
-    def __init__(self, cfg: DedupConfig, pairs_ref: Any, has_quality: bool) -> None:
-        self.cfg, self.pairs_ref, self.has_quality = cfg, pairs_ref, has_quality
+    def __init__(self, pairs_ref: Any, has_quality: bool) -> None:
+        self.pairs_ref, self.has_quality = pairs_ref, has_quality
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
@@ -372,27 +402,23 @@ class CandidateShingles:
             pair_idx.append(hit["_pair"].to_numpy())
             side.append(np.full(hit.num_rows, s, dtype=np.int8))
             rows.append(pc.index_in(hit[col], value_set=ids).to_numpy())
-        row = np.concatenate(rows).astype(np.int64)
-        needed = np.unique(row)  # each doc's set is computed once, however many pairs it is in
-        sub = batch.take(pa.array(needed))
-        texts = _texts(sub)
-        sets = shingle_sets(texts, self.cfg)
-        local = np.searchsorted(needed, row)
+        take = pa.array(np.concatenate(rows).astype(np.int64))
+        sub = batch.take(take)
         return pa.table({
             "_pair": pa.array(np.concatenate(pair_idx), pa.int64()),
             "_side": pa.array(np.concatenate(side), pa.int8()),
-            "id": ids.take(pa.array(row)),
-            "_quality": _quality(sub, self.has_quality).take(pa.array(local)),
-            "_snippet": pa.array([texts[i][:SNIPPET_CHARS] for i in local], pa.string()),
-            "_shingles": pa.array([sets[i].tobytes() for i in local], pa.large_binary()),
+            "id": ids.take(take),
+            "_quality": _quality(sub, self.has_quality),
+            "_text": pa.array(_texts(sub), pa.large_string()),
         })
 
 
 class VerifyCandidates:
-    """Exact Jaccard of both sides of each pair; keeps the pairs at or above the threshold."""
+    """Exact Jaccard of the shingle sets of both sides of each pair; keeps pairs at or above
+    the threshold."""
 
     def __init__(self, cfg: DedupConfig) -> None:
-        self.threshold = cfg.threshold
+        self.cfg = cfg
 
     def __call__(self, block: Any) -> Any:
         import pyarrow as pa
@@ -400,16 +426,19 @@ class VerifyCandidates:
         block = block.sort_by([("_pair", "ascending"), ("_side", "ascending")])
         pair = block["_pair"].to_numpy()
         ids, quality = block["id"].to_pylist(), block["_quality"].to_pylist()
-        snippets, shingles = block["_snippet"].to_pylist(), block["_shingles"].to_pylist()
+        texts = block["_text"].to_pylist()
+        first = np.flatnonzero(pair[1:] == pair[:-1])  # first: side a, first + 1: side b
+        both = np.sort(np.concatenate([first, first + 1]))
+        sets = dict(zip(both.tolist(), shingle_sets([texts[k] for k in both], self.cfg),
+                        strict=True))
         rows = []
-        for i in np.flatnonzero(pair[1:] == pair[:-1]).tolist():  # i: side a, i + 1: side b
-            sa = np.frombuffer(shingles[i], np.uint64)
-            j = jaccard(sa, np.frombuffer(shingles[i + 1], np.uint64))
-            if j >= self.threshold:
+        for i in first.tolist():
+            j = jaccard(sets[i], sets[i + 1])
+            if j >= self.cfg.threshold:
                 rows.append({
                     "a": ids[i], "b": ids[i + 1], "jaccard": j,
                     "quality_a": quality[i], "quality_b": quality[i + 1],
-                    "snippet_a": snippets[i], "snippet_b": snippets[i + 1],
+                    "snippet_a": texts[i][:SNIPPET_CHARS], "snippet_b": texts[i + 1][:SNIPPET_CHARS],
                 })
         return pa.Table.from_pylist(rows, schema=_schema("verified"))
 

@@ -12,14 +12,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from cogumi_ray.data.config import DedupConfig
 from cogumi_ray.data.minhash import (
     band_keys,
     exact_key,
     jaccard,
     normalize,
+    pair_similarity,
+    prefilter_threshold,
     shingle_sets,
     signatures_of_normalized,
+    sketches,
 )
 
 SNIPPET_CHARS = 160
@@ -28,8 +33,10 @@ MAX_EXAMPLES = 3  # clusters of each kind kept for the report
 
 @dataclass
 class DedupStats:
-    """What deduplication did; `clusters` counts near-duplicate clusters, `exact_clusters` the
-    groups of exact duplicates (normalised text), each of size >= 2."""
+    """What deduplication did. `clusters` counts near-duplicate clusters, `exact_clusters` the
+    groups of exact duplicates (normalised text), each of size >= 2; `bucket_pairs` pairs that
+    shared an LSH bucket, `candidate_pairs` distinct ones that passed the sketch pre-filter (and
+    were checked with exact Jaccard), `verified_pairs` those at or above the threshold."""
 
     rows_in: int = 0
     exact_dropped: int = 0
@@ -38,6 +45,7 @@ class DedupStats:
     clusters: int = 0
     exact_clusters: int = 0
     cluster_examples: list[dict[str, Any]] = field(default_factory=list)
+    bucket_pairs: int = 0
     candidate_pairs: int = 0
     verified_pairs: int = 0
     seconds: float = 0.0
@@ -57,15 +65,50 @@ def rank(quality: float | None, id_: str) -> tuple[float, str]:
     return (-q, id_)
 
 
-def bucket_pairs(ids: Sequence[str], cap: int) -> list[tuple[str, str]]:
-    """Candidate pairs (a < b) of one LSH bucket: all pairs, or each member with the first `cap`
-    members (by id) when the bucket is larger, so a huge templated cluster stays O(cap * size)."""
-    members = sorted(set(ids))
-    return [
-        (members[i], members[j])
-        for i in range(min(cap, len(members)))
-        for j in range(i + 1, len(members))
-    ]
+def candidate_pairs(
+    keys: np.ndarray, ids: np.ndarray, sketch_rows: np.ndarray, cap: int, min_estimate: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs (a < b) of ids that share a band key and whose sketches estimate a Jaccard of at
+    least `min_estimate`, plus the number of bucket pairs looked at.
+
+    keys [m] uint64 (band keys), ids [m] str, sketch_rows [m, num_perm/2] uint8: one row per
+    (doc, band). Vectorised over all buckets: rows are sorted by (key, id) and, for d = 1, 2, ..,
+    every row is compared with the row d places later while that row is in the same bucket.
+    A bucket larger than `cap` pairs each member with its first `cap` members (by id) only, so
+    a huge cluster of templated rows costs O(cap * size), not O(size^2).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    m = keys.size
+    if m < 2:
+        return np.array([], dtype=object), np.array([], dtype=object), 0
+    order = pc.sort_indices(
+        pa.table({"k": pa.array(keys, pa.uint64()), "i": pa.array(ids, pa.string())}),
+        sort_keys=[("k", "ascending"), ("i", "ascending")],
+    ).to_numpy()
+    keys, ids, sk = keys[order], np.asarray(ids, dtype=object)[order], sketch_rows[order]
+    pos = np.arange(m)
+    new = np.r_[True, keys[1:] != keys[:-1]]
+    start = np.maximum.accumulate(np.where(new, pos, 0))
+    run = np.cumsum(new) - 1
+    end = start + np.bincount(run)[run]
+    active = np.flatnonzero((end - pos > 1) & (pos - start < cap))
+    found_i, found_j, looked, d = [], [], 0, 1
+    while active.size:
+        active = active[active + d < end[active]]
+        looked += active.size
+        for lo in range(0, active.size, 1 << 20):  # bounded memory per comparison
+            i = active[lo : lo + (1 << 20)]
+            keep = pair_similarity(sk[i], sk[i + d]) >= min_estimate
+            found_i.append(i[keep])
+            found_j.append(i[keep] + d)
+        d += 1
+    i = np.concatenate(found_i) if found_i else np.array([], dtype=np.int64)
+    j = np.concatenate(found_j) if found_j else np.array([], dtype=np.int64)
+    a, b = ids[i], ids[j]
+    distinct = a != b  # the same id twice in a bucket is one row, not a pair
+    return a[distinct], b[distinct], looked
 
 
 class UnionFind:
@@ -148,17 +191,15 @@ def dedup_local(
     verified: set[tuple[str, str]] = set()
     if cfg.near and rows:
         # Buckets hold every row, exact copies too (as on Ray); pairs with a dropped copy go.
-        keys = band_keys(signatures_of_normalized(norm, cfg), cfg)
-        buckets: dict[int, list[str]] = {}
-        for k, row_keys in enumerate(keys.tolist()):
-            for key in row_keys:
-                buckets.setdefault(key, []).append(ids[k])
-        cap = cfg.max_bucket_size
+        sigs = signatures_of_normalized(norm, cfg)
+        keys, sk = band_keys(sigs, cfg), sketches(sigs)
+        a, b, stats.bucket_pairs = candidate_pairs(
+            keys.ravel(), np.repeat(np.array(ids, dtype=object), cfg.bands),
+            np.repeat(sk, cfg.bands, axis=0), cfg.max_bucket_size, prefilter_threshold(cfg),
+        )
         alive_ids = {ids[k] for k in alive}
-        candidates = {
-            (a, b) for bucket in buckets.values() if len(bucket) > 1
-            for a, b in bucket_pairs(bucket, cap) if a in alive_ids and b in alive_ids
-        }
+        candidates = {(x, y) for x, y in zip(a.tolist(), b.tolist(), strict=True)
+                      if x in alive_ids and y in alive_ids}
         stats.candidate_pairs = len(candidates)
         pos = {ids[k]: k for k in alive}
         cand_ids = sorted({x for p in candidates for x in p})

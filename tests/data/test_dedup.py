@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from cogumi_ray.data.config import DedupConfig
-from cogumi_ray.data.lsh import UnionFind, bucket_pairs, dedup_local, resolve_clusters
+from cogumi_ray.data.lsh import UnionFind, candidate_pairs, dedup_local, resolve_clusters
 from cogumi_ray.errors import DataError
 
 CFG = DedupConfig()
@@ -148,9 +149,20 @@ def test_word_shingles_find_reordered_near_duplicates() -> None:
 
 
 def test_bucket_pairs_and_clusters_are_deterministic() -> None:
-    assert bucket_pairs(["c", "a", "b"], cap=64) == [("a", "b"), ("a", "c"), ("b", "c")]
-    capped = bucket_pairs([f"i{k:02d}" for k in range(10)], cap=2)
-    assert len(capped) == 9 + 8 and all(a in ("i00", "i01") for a, _ in capped)
+    def pairs(ids: list[str], keys: list[int], sk: np.ndarray, cap: int = 64):
+        a, b, looked = candidate_pairs(np.array(keys, np.uint64), np.array(ids, dtype=object),
+                                       sk, cap=cap, min_estimate=0.6)
+        return sorted(zip(a.tolist(), b.tolist(), strict=True)), looked
+
+    same = np.zeros((4, 64), np.uint8)
+    assert pairs(["c", "a", "b", "d"], [7, 7, 7, 9], same) == (
+        [("a", "b"), ("a", "c"), ("b", "c")], 3)
+    odd = same.copy()
+    odd[0] = 0x11  # "c" agrees with no other sketch value: estimate < 0
+    assert pairs(["c", "a", "b", "d"], [7, 7, 7, 9], odd)[0] == [("a", "b")]
+    ids = [f"i{k:02d}" for k in range(10)]
+    capped, looked = pairs(ids[::-1], [1] * 10, np.zeros((10, 64), np.uint8), cap=2)
+    assert len(capped) == looked == 9 + 8 and all(a in ("i00", "i01") for a, _ in capped)
     edges = [("a", "b"), ("c", "d"), ("b", "e"), ("x", "y")]
     results = []
     for order in (edges, list(reversed(edges))):

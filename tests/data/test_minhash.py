@@ -15,7 +15,10 @@ from cogumi_ray.data.minhash import (
     jaccard,
     minhash_signatures,
     normalize,
+    pair_similarity,
+    prefilter_threshold,
     shingle_sets,
+    sketches,
 )
 
 CFG = DedupConfig()
@@ -116,6 +119,22 @@ def test_band_collisions_follow_j_to_the_rows() -> None:
     assert observed == pytest.approx(expected, abs=0.03)
     # Keys of different bands never collide: the band index is part of the key.
     assert not np.intersect1d(ka[:, 0], ka[:, 1]).size
+
+
+def test_sketch_estimates_and_prefilter() -> None:
+    pairs = _pairs(seed=2, n_pairs=150)
+    sig_a = minhash_signatures([a for a, _ in pairs], CFG)
+    sig_b = minhash_signatures([b for _, b in pairs], CFG)
+    sets = shingle_sets([t for p in pairs for t in p], CFG)
+    exact = np.array([jaccard(sets[2 * i], sets[2 * i + 1]) for i in range(len(pairs))])
+    sk_a, sk_b = sketches(sig_a), sketches(sig_b)
+    assert sk_a.shape == (150, 64) and sk_a.dtype == np.uint8
+    est = pair_similarity(sk_a, sk_b)
+    assert abs(float(np.mean(est - exact))) < 0.02
+    assert float(np.abs(est - exact).max()) < 0.25
+    cut = prefilter_threshold(CFG)
+    assert 0.55 < cut < 0.7
+    assert (est[exact >= CFG.threshold] >= cut).all()  # the pre-filter keeps every true pair
 
 
 def test_lsh_finds_planted_near_duplicates() -> None:
