@@ -46,6 +46,8 @@ class GenerateAnswers:
 
 def generate_dataset(ds: ray.data.Dataset, cfg: GenerateConfig, model: str | None) -> ray.data.Dataset:
     """Lazily map `ds` (Example rows) through a pool of engine actors."""
+    import ray.data
+
     return ds.map_batches(
         GenerateAnswers,
         fn_constructor_kwargs={
@@ -55,7 +57,7 @@ def generate_dataset(ds: ray.data.Dataset, cfg: GenerateConfig, model: str | Non
         },
         batch_size=cfg.batch_size,
         batch_format="numpy",
-        concurrency=cfg.concurrency,
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
         num_cpus=cfg.num_cpus_per_actor,
         num_gpus=cfg.num_gpus_per_actor or None,
     )
