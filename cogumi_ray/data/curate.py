@@ -130,16 +130,17 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     storage.atomic_write_json(report_path, report)
     log.info("curate: %s", summary)
 
+    # The run table shows a stage's first scalar metrics in key order: these names sort so that
+    # the headline (duplicates, filtered, quarantined, rows_in, rows_out, summary) comes first.
     metrics: dict[str, Any] = {
-        "summary": summary,
         **report["balance"],
+        "summary": summary,
         **{split: splits[split]["rows"] for split in SPLITS},
-        "exact_duplicates": dedup_stats.exact_dropped,
-        "near_duplicates": dedup_stats.near_dropped,
-        "near_dup_clusters": dedup_stats.clusters,
-        "ids_renamed": ids_renamed,
-        "pii_rows": report["pii_rows"],
-        **{f"pii_{kind}": n for kind, n in report["pii"].items()},
+        "pii": report["pii"],
+        "duplicate_kinds": {
+            "exact": dedup_stats.exact_dropped, "near": dedup_stats.near_dropped,
+            "near_clusters": dedup_stats.clusters, "ids_renamed": ids_renamed,
+        },
     }
     return StageOutput(
         outputs={**dirs, "quarantine": quarantine_path, "report": report_path}, metrics=metrics

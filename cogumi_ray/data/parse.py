@@ -41,7 +41,7 @@ def _line_row(uri: str, number: int, raw_bytes: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
-        return bad_row(uri, number, "bad_json", f"{e.msg} at column {e.colno}", line)
+        return bad_row(uri, number, "bad_json", f"{e.msg} (column {e.colno})", line)
     return _annotated(record, uri, number, line)
 
 

@@ -104,8 +104,10 @@ def summary_line(report: dict[str, Any]) -> str:
     per_filter = ", ".join(
         f"{f['filter']} {f['rows_in'] - f['rows_out']}" for f in report["filters"]
     )
+    pii = ", ".join(f"{k} {v}" for k, v in report["pii"].items())
     return (
         f"{b['rows_in']} read -> {b['rows_out']} kept (train {s['train']['rows']}, "
         f"val {s['val']['rows']}, test {s['test']['rows']}); quarantined {b['quarantined']}; "
-        f"filtered {b['filtered']} ({per_filter or 'no filters'}); duplicates {b['duplicates']}"
+        f"filtered {b['filtered']} ({per_filter or 'no filters'}); duplicates {b['duplicates']}; "
+        f"PII {report['pii_mode']} in {report['pii_rows']} rows ({pii or 'none'})"
     )
