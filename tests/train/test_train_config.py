@@ -100,3 +100,12 @@ def test_modifier_defaults_scale_the_original_ranks():
     assert mods.spec("math") == mods.default
     with pytest.raises(ValidationError, match="domains is empty"):
         ModifiersConfig(domains=[])
+
+
+def test_cli_words_and_domain_option():
+    from cogumi_ray.cli import _load, build_parser
+
+    args = build_parser().parse_args(["modifiers", "train", "--domain", "code", "--domain", "math"])
+    assert args.only == ["modifiers"]
+    assert _load(args).modifiers.domains == ["code", "math"]
+    assert build_parser().parse_args(["train", "base"]).only == ["train_base"]
