@@ -152,47 +152,66 @@ def test_scripted_student_and_openai_compatible_teacher(ray_session, tmp_path, s
         server.stop()
 
 
-def test_reference_teacher_replay_dedup_reverse_retrain_and_rescore(
+def test_tiny_model_self_critique_reference_teacher_replay_dedup_and_reverse_pairs(
         ray_session, tmp_path, suite, tiny_sft_model_dir):
     data, failures = suite
     data = {**data, "model": tiny_sft_model_dir}
     cfg = config(tmp_path, critique_params={"max_new_tokens": 8}, replay_fraction=1.0,
-                 reverse_pairs=True, retrain=True, evaluate=True, eval_limit=3, training={
-                     "max_steps": 2, "per_device_batch_size": 4, "eval_steps": 1,
-                     "save_steps": 1, "logging_steps": 1, "cpus_per_worker": 1})
+                 reverse_pairs=True)
     out = run_distill(cfg, data)
     m = out.metrics
     critiques = read(str(tmp_path / "runs/d/distill/self_critique"))
     fixed = {r["id"] for r in critiques if r["verdict"] == "pass"}  # the tiny model: maybe none
     assert len(critiques) == 6 and m["self_critique_fixed"] == len(fixed)
+    assert all(r["critique"] is not None and r["judge"] == "verifier" for r in critiques)
     assert m["teacher_attempted"] == 6 - len(fixed) == m["teacher_kept"]
 
     rows = read(out.outputs["dataset"])
     forward = [r for r in rows if not r["source"].startswith("reverse_")]
     reverse = [r for r in rows if r["source"].startswith("reverse_")]
-    assert {r["source"] for r in forward} <= {"reference_teacher", "self_critique"}
-    assert sum(r["source"] == "reference_teacher" for r in forward) == 6 - len(fixed)
+    assert sorted(r["source"] for r in forward) == sorted(
+        ["reference_teacher"] * (6 - len(fixed)) + ["self_critique"] * len(fixed))
     by_id = {r["id"]: r for r in forward}
+    for r in forward:
+        if r["source"] == "reference_teacher":  # the suite's own answer, labelled as such
+            assert r["response"] == next(f["response"] for f in failures
+                                         if f["id"] == json.loads(r["metadata"])["distill"]["of"])
     for r in reverse:  # answer -> task, pointing back at its forward row
         of = json.loads(r["metadata"])["distill"]["reverse_of"]
         assert r["response"] == by_id[of]["instruction"] and by_id[of]["response"] in r["instruction"]
-    assert len(reverse) == len(forward)
+    assert len(reverse) == len(forward) == m["dataset_rows"] // 2
     report = json.loads(Path(out.outputs["report"]).read_text())
     assert "reference_teacher" in report["note"]
+    assert m["retrained"] is False and out.outputs["model"] == tiny_sft_model_dir
 
-    # Each reference correction is the training row itself: dedup keeps the correction.
+    # Each reference correction is its training row again: dedup keeps the correction only.
     mix = read(str(tmp_path / "runs/d/distill/train_mix"))
     assert m["dedup_dropped"] >= 6 - len(fixed)
     assert len({(r["instruction"], r["response"]) for r in mix}) == len(mix)
-    assert m["replay_rows"] == len([r for r in mix if r["part"] == "replay"]) > 0
+    replayed = [r for r in mix if r["part"] == "replay"]
+    n_train = len(split_suite()[0])
+    assert m["replay_rows"] == len(replayed)
+    assert n_train - 6 <= len(replayed) <= n_train - (6 - len(fixed))
 
+
+@pytest.mark.slow
+def test_retrain_and_rescore_the_held_out_split(ray_session, tmp_path, suite, tiny_sft_model_dir):
+    data, _ = suite
+    data = {**data, "model": tiny_sft_model_dir}
+    cfg = config(tmp_path, self_critique=False, retrain=True, evaluate=True, eval_limit=3,
+                 training={"max_steps": 2, "per_device_batch_size": 4, "eval_steps": 1,
+                           "save_steps": 1, "logging_steps": 1, "cpus_per_worker": 1})
+    cfg.eval.params.max_new_tokens = 16
+    out = run_distill(cfg, data)
+    m = out.metrics
     assert m["retrained"] and Path(out.outputs["model"], "config.json").is_file()
+    assert out.outputs["model"] != tiny_sft_model_dir
     assert m["train_steps"] == 2 and m["eval_examples"] == 3
-    for key in ("pass_rate_before", "pass_rate_after", "pass_rate_delta"):
-        assert 0 <= abs(m[key]) <= 1
-    assert m["pass_rate_delta"] == pytest.approx(m["pass_rate_after"] - m["pass_rate_before"], abs=1e-4)
-    assert any(k.startswith("pass_rate_after.") for k in m)
-    assert report["scores"]["before"]["total"] == 3
+    assert m["pass_rate_delta"] == pytest.approx(m["pass_rate_after"] - m["pass_rate_before"],
+                                                 abs=1e-4)
+    assert {"pass_rate_before.math", "pass_rate_after.math", "pass_rate_delta.math"} <= set(m)
+    report = json.loads(Path(out.outputs["report"]).read_text())
+    assert report["scores"]["before"]["total"] == report["scores"]["after"]["total"] == 3
 
 
 def test_no_failures_completes_with_an_empty_set(ray_session, tmp_path, suite):

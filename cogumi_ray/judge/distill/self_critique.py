@@ -71,7 +71,8 @@ def self_critique(
         CritiquePrompts, fn_kwargs={"template": template, "answer_column": judge.answer_column},
         batch_format="numpy")
     answered = generate_dataset(prompts, gen, model)
+    # Materialised: the judge reads the schema first, which would otherwise generate twice.
     rewrites = answered.map_batches(
         ExtractRewrites, fn_kwargs={"marker": marker, "answer_column": judge.answer_column},
-        batch_format="numpy")
+        batch_format="numpy").materialize()
     return judge_dataset(rewrites, judge, cache_dir)

@@ -58,31 +58,33 @@ def _write(ds: ray.data.Dataset, path: str, schema: Any = None) -> ray.data.Data
     return ray.data.read_parquet(path)
 
 
-def _sum(ds: ray.data.Dataset, column: str) -> float:
-    return float(ds.sum(column) or 0) if ds.count() else 0.0
+def _columns(path: str, columns: list[str]) -> dict[str, list[Any]]:
+    """A few columns of a written artifact, read on the driver (no Ray job for small tallies)."""
+    import pyarrow.dataset as pads
+
+    fs, p = storage.fs_and_path(path)
+    return pads.dataset(p, filesystem=fs, format="parquet").to_table(columns=columns).to_pydict()
 
 
 def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.Dataset,
                   out: str, m: dict[str, Any]) -> tuple[ray.data.Dataset, set[str]]:
     """Rewrites re-judged by the same judge; returns (the passing ones, their failure ids)."""
-    from ray.data.expressions import col
-
     from cogumi_ray.judge.distill.self_critique import CRITIQUE, self_critique
     from cogumi_ray.judge.stage import cache_dir_for
 
     dc, jc = cfg.distill, cfg.judge
     gen = cfg.generate.model_copy(update={"engine": dc.engine or cfg.generate.engine,
                                           "params": dc.critique_params})
+    path = storage.join(out, "self_critique")
     sc = _write(self_critique(failures, gen, inputs.get("model"), jc, cache_dir_for(jc, out),
-                              template=dc.critique_template, marker=dc.critique_marker),
-                storage.join(out, "self_critique"))
-    fixed = sc.filter(expr="verdict == 'pass'").materialize()
-    ids = {str(r["id"]) for r in fixed.select_columns(["id"]).take_all()}
+                              template=dc.critique_template, marker=dc.critique_marker), path)
+    got = _columns(path, ["id", "verdict", CRITIQUE])
+    ids = {str(i) for i, v in zip(got["id"], got["verdict"], strict=True) if v == "pass"}
+    marker = dc.critique_marker.lower()
     m["self_critique_fixed"] = len(ids)
     m["self_critique_uplift"] = round(len(ids) / m["failures"], 4)
-    m["self_critique_with_marker"] = sc.filter(
-        expr=col(CRITIQUE).str.contains(dc.critique_marker, ignore_case=True)).count()
-    return fixed, ids
+    m["self_critique_with_marker"] = sum(marker in str(c).lower() for c in got[CRITIQUE])
+    return sc.filter(expr="verdict == 'pass'"), ids
 
 
 def teacher_step(cfg: CogumiConfig, remaining: ray.data.Dataset, out: str,
@@ -99,18 +101,49 @@ def teacher_step(cfg: CogumiConfig, remaining: ray.data.Dataset, out: str,
                      else cache_dir_for(teacher_judge_config(jc, t), out))
     corrected = teacher_dataset(remaining, jc, t, teacher_cache)
     verify = t.verify and t.kind != "reference"  # a reference is right by definition
-    if verify:
-        corrected = judge_dataset(corrected, jc, cache_dir_for(jc, out))
-    taught = _write(corrected, storage.join(out, "teacher"))
-    kept = (taught.filter(expr="verdict == 'pass'") if verify
-            else taught.filter(expr=col(jc.answer_column).is_not_null())).materialize()
-    m["teacher_kept"] = kept.count()
+    if verify:  # materialised first: the judge reads the schema, which would run the teacher
+        corrected = judge_dataset(corrected.materialize(), jc, cache_dir_for(jc, out))
+    path = storage.join(out, "teacher")
+    taught = _write(corrected, path)
+    got = _columns(path, ["verdict"] if verify else [jc.answer_column])
+    m["teacher_kept"] = (got["verdict"].count("pass") if verify
+                         else sum(a is not None for a in got[jc.answer_column]))
     if t.kind != "reference":
-        m["teacher_errors"] = taught.filter(expr=col("teacher_error").is_not_null()).count()
-        m["teacher_output_tokens"] = int(_sum(taught, "teacher_output_tokens"))
-        m["teacher_cost_usd"] = round(_sum(taught, "teacher_cost_usd"), 8)
-        m["teacher_cost_usd_this_run"] = round(_sum(taught, "teacher_paid_usd"), 8)
-    return kept
+        cost = _columns(path, ["teacher_error", "teacher_output_tokens", "teacher_cost_usd",
+                               "teacher_paid_usd"])
+        m["teacher_errors"] = sum(e is not None for e in cost["teacher_error"])
+        m["teacher_output_tokens"] = int(sum(cost["teacher_output_tokens"]))
+        m["teacher_cost_usd"] = round(sum(cost["teacher_cost_usd"]), 8)
+        m["teacher_cost_usd_this_run"] = round(sum(cost["teacher_paid_usd"]), 8)
+    return (taught.filter(expr="verdict == 'pass'") if verify
+            else taught.filter(expr=col(jc.answer_column).is_not_null()))
+
+
+def dataset_step(cfg: CogumiConfig, inputs: dict[str, str], parts: list[ray.data.Dataset],
+                 paths: dict[str, str], m: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+    """Corrections + replayed training rows, deduplicated (+ reverse pairs), written as the
+    distillation set and the training mix; returns (dedup stats, rows per part:source)."""
+    from collections import Counter
+
+    from ray.data.expressions import col
+
+    from cogumi_ray.data.schema import COLUMNS, arrow_schema
+    from cogumi_ray.judge.distill.dataset import PART, combine, replay
+
+    dc = cfg.distill
+    if parts and (rp := replay(inputs["train"], dc.replay_fraction, cfg.run.seed)) is not None:
+        parts.append(rp)
+    mix, stats = combine(parts, dc.dedup, dc.reverse_template if dc.reverse_pairs else None)
+    has_rows = mix.count() > 0
+    _write(mix.filter(expr=col(PART) != "replay").select_columns(list(COLUMNS)),
+           paths["dataset"], arrow_schema())
+    _write(mix, paths["train_mix"], mix.schema().base_schema if has_rows else None)
+    got = _columns(paths["train_mix"], [PART, "source"]) if has_rows else {PART: [], "source": []}
+    counts = dict(Counter(f"{p}:{s}" for p, s in zip(got[PART], got["source"], strict=True)))
+    m["dataset_rows"] = sum(v for k, v in counts.items() if not k.startswith("replay:"))
+    m["replay_rows"] = sum(v for k, v in counts.items() if k.startswith("replay:"))
+    m["dedup_dropped"] = stats.rows_in - stats.rows_out
+    return stats, counts
 
 
 def retrain_step(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], mix: str,
@@ -132,14 +165,17 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 
     from ray.data.expressions import col
 
-    from cogumi_ray.data.schema import COLUMNS, arrow_schema
-    from cogumi_ray.judge.distill.dataset import PART, as_examples, combine, replay
+    from cogumi_ray.judge.distill.dataset import as_examples
     from cogumi_ray.judge.failures.read import read_failures
     from cogumi_ray.runs import StageOutput
 
     dc, jc, t = cfg.distill, cfg.judge, cfg.distill.teacher
     out = ctx.stage_dir(STAGE)
     paths = {k: storage.join(out, k) for k in ("self_critique", "teacher", "dataset", "train_mix")}
+    for stale in (paths["self_critique"], paths["teacher"]):  # a re-run may not write them again
+        if storage.exists(stale):
+            fs, p = storage.fs_and_path(stale)
+            fs.rm(p, recursive=True)
     m: dict[str, Any] = {"teacher": t.kind}
 
     failures = read_failures(inputs["failures"], required=[
@@ -167,24 +203,14 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
                  else failures)
     if t.max_rows:
         remaining = remaining.limit(t.max_rows)
-    m["teacher_attempted"] = remaining.count() if t.kind != "none" else 0
+    left = n - len(fixed_ids)
+    m["teacher_attempted"] = 0 if t.kind == "none" else min(left, t.max_rows or left)
     if m["teacher_attempted"]:
         kept = teacher_step(cfg, remaining, out, m)
         parts.append(as_examples(kept, "teacher", jc.answer_column))
     t2 = time.perf_counter()
 
-    if parts and (rp := replay(inputs["train"], dc.replay_fraction, cfg.run.seed)) is not None:
-        parts.append(rp)
-    mix, stats = combine(parts, dc.dedup, dc.reverse_template if dc.reverse_pairs else None)
-    has_rows = mix.count() > 0
-    _write(mix.filter(expr=col(PART) != "replay").select_columns(list(COLUMNS)),
-           paths["dataset"], arrow_schema())
-    _write(mix, paths["train_mix"], mix.schema().base_schema if has_rows else None)
-    counts = ({f"{r[PART]}:{r['source']}": r["count()"]
-               for r in mix.groupby([PART, "source"]).count().take_all()} if has_rows else {})
-    m["dataset_rows"] = sum(v for k, v in counts.items() if not k.startswith("replay:"))
-    m["replay_rows"] = sum(v for k, v in counts.items() if k.startswith("replay:"))
-    m["dedup_dropped"] = stats.rows_in - stats.rows_out
+    stats, counts = dataset_step(cfg, inputs, parts, paths, m)
     t3 = time.perf_counter()
 
     model_out, train_metrics = inputs["model"], {}
