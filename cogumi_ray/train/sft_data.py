@@ -71,45 +71,46 @@ def _ragged(rows: list[Any]) -> Any:
 
 def pack_rows(
     ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], seq_len: int
-) -> tuple[list[list[int]], list[list[int]]]:
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
     """Next-fit packing: whole examples laid end to end into rows of at most `seq_len` tokens.
 
-    Examples are never split (a cut-off half would lose its prompt). Attention still crosses
-    example boundaries inside a row (no per-document mask with SDPA); each example starts
-    after the previous one's EOS, which is the standard trade for dropping padding.
+    Returns (input_ids, labels, position_ids) rows. Examples are never split (a cut-off half
+    would lose its prompt). Positions restart at 0 for every example: given position_ids and no
+    attention_mask, transformers builds a block-diagonal causal mask from them, so an example
+    attends only to itself (as at inference) and RoPE positions match inference too.
     """
-    packed_ids: list[list[int]] = []
-    packed_labels: list[list[int]] = []
-    cur_ids: list[int] = []
-    cur_labels: list[int] = []
+    packed: list[tuple[list[int], list[int], list[int]]] = []
+    cur: tuple[list[int], list[int], list[int]] = ([], [], [])
     for i, lab in zip(ids, labels, strict=True):
-        if cur_ids and len(cur_ids) + len(i) > seq_len:
-            packed_ids.append(cur_ids)
-            packed_labels.append(cur_labels)
-            cur_ids, cur_labels = [], []
-        cur_ids = cur_ids + list(i)
-        cur_labels = cur_labels + list(lab)
-    if cur_ids:
-        packed_ids.append(cur_ids)
-        packed_labels.append(cur_labels)
-    return packed_ids, packed_labels
+        if cur[0] and len(cur[0]) + len(i) > seq_len:
+            packed.append(cur)
+            cur = ([], [], [])
+        cur[0].extend(int(t) for t in i)
+        cur[1].extend(int(t) for t in lab)
+        cur[2].extend(range(len(i)))
+    if cur[0]:
+        packed.append(cur)
+    return [p[0] for p in packed], [p[1] for p in packed], [p[2] for p in packed]
 
 
 def pack_batch(batch: dict[str, Any], seq_len: int) -> dict[str, Any]:
     """Ray Data `map_batches` body for packing (packs within each block-sized batch)."""
     import numpy as np
 
-    ids, labels = pack_rows(list(batch["input_ids"]), list(batch["labels"]), seq_len)
+    ids, labels, positions = pack_rows(list(batch["input_ids"]), list(batch["labels"]), seq_len)
     return {
         "input_ids": _ragged([np.asarray(r, dtype=np.int32) for r in ids]),
         "labels": _ragged([np.asarray(r, dtype=np.int32) for r in labels]),
+        "position_ids": _ragged([np.asarray(r, dtype=np.int32) for r in positions]),
     }
 
 
 def collate(batch: dict[str, Any], pad_id: int, multiple_of: int = 8) -> dict[str, Any]:
     """Pad a batch to its longest row (rounded up to `multiple_of`) as torch tensors.
 
-    Padding gets attention_mask 0 and label -100, so it costs compute but never loss.
+    Padding never gets loss (label -100). Plain rows mask it with attention_mask; packed rows
+    (with position_ids) get no attention_mask, and their padding becomes one more "example"
+    with its own positions, so the block-diagonal mask keeps real tokens from seeing it.
     """
     import torch
 
@@ -121,12 +122,23 @@ def collate(batch: dict[str, Any], pad_id: int, multiple_of: int = 8) -> dict[st
     width = -(-width // multiple_of) * multiple_of
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
     for b, (r, lab) in enumerate(zip(rows, labs, strict=True)):
         input_ids[b, : len(r)] = torch.as_tensor(r, dtype=torch.long)
         labels[b, : len(lab)] = torch.as_tensor(lab, dtype=torch.long)
-        attention[b, : len(r)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+    out = {"input_ids": input_ids, "labels": labels}
+    if "position_ids" in batch:
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, pos in enumerate(batch["position_ids"]):
+            n = len(pos)
+            positions[b, :n] = torch.as_tensor(list(pos), dtype=torch.long)
+            positions[b, n:] = torch.arange(width - n)
+        out["position_ids"] = positions
+    else:
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            attention[b, : len(r)] = 1
+        out["attention_mask"] = attention
+    return out
 
 
 def pad_collate(pad_id: int) -> Any:

@@ -45,12 +45,34 @@ def test_truncation_keeps_the_prompt_and_drops_prompt_only_rows(tok):
 def test_pack_rows_never_splits_examples():
     ids = [[1] * 5, [2] * 4, [3] * 6, [4] * 2]
     labels = [[IGNORE] * 2 + [1] * 3, [2] * 4, [3] * 6, [4] * 2]
-    packed, packed_labels = pack_rows(ids, labels, seq_len=10)
+    packed, packed_labels, positions = pack_rows(ids, labels, seq_len=10)
     assert packed == [[1] * 5 + [2] * 4, [3] * 6 + [4] * 2]
     assert packed_labels[0][:2] == [IGNORE, IGNORE] and len(packed_labels[1]) == 8
+    assert positions == [[0, 1, 2, 3, 4, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5, 0, 1]]
     assert sum(len(p) for p in packed) == sum(len(i) for i in ids)
     # an example longer than seq_len still gets its own row (tokenisation already truncated it)
     assert pack_rows([[9] * 12], [[9] * 12], seq_len=10)[0] == [[9] * 12]
+
+
+def test_packed_examples_do_not_see_each_other(tiny_model_dir, tok):
+    """A packed row gives every example exactly the logits it gets alone (block-diagonal mask,
+    positions restarting at 0), padding included."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    a = tokenize_pair(tok, "What is 2 + 3?", "5", 64)
+    b = tokenize_pair(tok, "Sort [3, 1, 2].", "[1, 2, 3]", 64)
+    ids, labels, positions = pack_rows([a[0], b[0]], [a[1], b[1]], seq_len=64)
+    batch = collate({"input_ids": ids, "labels": labels, "position_ids": positions}, pad_id=0)
+    assert "attention_mask" not in batch and batch["input_ids"].shape[1] % 8 == 0
+    with torch.no_grad():  # use_cache=False as in training (HF Trainer sets it): no KV cache
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                       use_cache=False).logits[0]
+        alone_a = model(input_ids=torch.tensor([a[0]])).logits[0]
+        alone_b = model(input_ids=torch.tensor([b[0]])).logits[0]
+    n = len(a[0])
+    assert torch.allclose(packed[:n], alone_a, atol=1e-4)
+    assert torch.allclose(packed[n : n + len(b[0])], alone_b, atol=1e-4)
 
 
 def test_collate_pads_with_masked_labels():
