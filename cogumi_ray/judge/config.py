@@ -321,3 +321,12 @@ class DistillConfig(StrictModel):
     eval_limit: int | None = Field(
         None, ge=1, description="Score only the first N held-out examples; None = all."
     )
+
+    @model_validator(mode="after")
+    def _templates(self) -> DistillConfig:
+        for name, fields in (("critique_template", ("{instruction}", "{answer}")),
+                             ("reverse_template", ("{response}",))):
+            missing = [f for f in fields if f not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"{name} must contain {' and '.join(fields)}; missing {missing}")
+        return self

@@ -145,9 +145,17 @@ def test_scripted_student_and_openai_compatible_teacher(ray_session, tmp_path, s
                 assert "Step" not in r["response"]  # exact-match domain: final answer only
         assert out.outputs["model"] == data["model"] and m["retrained"] is False
 
+        # Asking again (a re-run) is served from the stage's reply cache: nothing sent or paid.
+        from cogumi_ray.judge.distill.teacher import TeacherWorker, teacher_judge_config
+
         calls = server.teacher_calls
-        again = run_distill(cfg, data)  # replies come from the cache: nothing paid
-        assert server.teacher_calls == calls and again.metrics["teacher_kept"] == 3
+        tj = teacher_judge_config(cfg.judge, cfg.distill.teacher)
+        worker = TeacherWorker(tj.model_dump(mode="json"), cfg.distill.teacher.model_dump(mode="json"),
+                               str(tmp_path / "runs/d/distill/cache"), "answer", "response")
+        asked = {r["id"] for r in taught}
+        again = worker(pa.Table.from_pylist(failed([r for r in failures if r["id"] in asked])))
+        assert server.teacher_calls == calls and all(again["teacher_cached"].to_pylist())
+        assert sum(again["teacher_paid_usd"].to_pylist()) == 0
     finally:
         server.stop()
 

@@ -106,3 +106,16 @@ def test_examples_carry_source_labels_and_reverse_pairs_point_back():
     assert rev["instruction"] == "Task for:\n" + base["response"]
     assert rev["source"] == "reverse_reference_teacher"
     assert json.loads(rev["metadata"]) == {"distill": {"reverse_of": "m1#teacher"}}  # not verifiable
+
+
+def test_configs_reject_templates_without_their_fields_and_bad_k_ranges():
+    from cogumi_ray.judge.config import FailuresConfig
+
+    with pytest.raises(ValidationError, match=r"critique_template must contain .*'\{instruction\}'"):
+        DistillConfig(critique_template="Fix this: {answer}")
+    with pytest.raises(ValidationError, match="reverse_template"):
+        DistillConfig(reverse_template="Write the task.")
+    with pytest.raises(ValidationError, match="k_min"):
+        FailuresConfig(k_min=6, k_max=3)
+    with pytest.raises(ValidationError, match="extra"):
+        DistillConfig.model_validate({"teacher": {"kind": "reference", "modle": "x"}})

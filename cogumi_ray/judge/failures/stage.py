@@ -2,7 +2,7 @@
 
 Outputs (in the stage dir):
 - `clusters.parquet`: every failure with its columns (judge rationale included) plus
-  failure_text, embedding (fixed-size list of float32), cluster and cluster_label;
+  failure_text, embedding (list of float32, L2-normalised), cluster and cluster_label;
 - `report.json` / `report.md`: per cluster (size, label, domains, examples) and per domain.
 """
 
@@ -44,13 +44,15 @@ def collect(ds: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
 
 def to_table(cols: dict[str, list[Any]], x: np.ndarray, labels: list[int],
              names: list[str]) -> pa.Table:
+    import numpy as np
     import pyarrow as pa
 
     from cogumi_ray.judge.failures.embed import EMBEDDING
 
     table = pa.table({k: pa.array(v) for k, v in cols.items()})
     dim = x.shape[1] if x.ndim == 2 else 0
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), dim)
+    offsets = pa.array(np.arange(len(x) + 1, dtype=np.int32) * dim)
+    emb = pa.ListArray.from_arrays(offsets, pa.array(x.reshape(-1), pa.float32()))
     return (table.append_column(EMBEDDING, emb)
             .append_column("cluster", pa.array(labels, pa.int32()))
             .append_column("cluster_label", pa.array(names, pa.string())))
