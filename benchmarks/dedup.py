@@ -397,7 +397,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
                  object_store_memory=int(args.object_store_gb * 2**30))
         ray.data.DataContext.get_current().enable_progress_bars = False
+        load0 = load()
         engines_out["cogumi"] = run_cogumi(corpus_dir, cfg)
+        engines_out["cogumi"]["load"] = [load0, load()]
         print(f"cogumi: {engines_out['cogumi']['rows_per_s']:.0f} rows/s", flush=True)
     base_rows = min(args.baseline_rows or args.rows, args.rows)
     if {"datasketch", "rensa", "cogumi_local"} & set(engines):
@@ -408,11 +410,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, fn in runners:
             if name not in engines:
                 continue
+            load0, cpu0 = load(), time.process_time()
             secs = fn()
+            cpu = time.process_time() - cpu0
+            # CPU time of this single-threaded process: robust to other load on a shared machine.
             engines_out[name] = {
                 "rows_measured": base_rows, "seconds_measured": secs,
                 "rows_per_s": base_rows / secs, "seconds": secs * args.rows / base_rows,
-                "extrapolated": base_rows < args.rows,
+                "cpu_us_per_row": cpu / base_rows * 1e6, "extrapolated": base_rows < args.rows,
+                "load": [load0, load()],
             }
             print(f"{name}: {base_rows / secs:.0f} rows/s on {base_rows} rows", flush=True)
     if "datasketch" in engines_out:
