@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(opt.flag, dest=f"opt::{opt.key}", type=opt.type, help=opt.help,
                            metavar=opt.flag.lstrip("-").upper(),
                            action="append" if opt.many else "store", default=None)
-        p.set_defaults(handler=_cmd_pipeline, only=[stage.name], until=None)
+        p.set_defaults(handler=_cmd_pipeline, only=[stage.name, *stage.then], until=None)
     return parser
 
 

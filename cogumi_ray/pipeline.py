@@ -43,6 +43,7 @@ class Stage:
     help: str
     options: tuple[Option, ...] = field(default_factory=tuple)
     uses_ray: bool = True
+    then: tuple[str, ...] = ()  # stages its CLI command also runs (train base -> its pass rates)
 
     def load(self) -> StageFn:
         module, _, fn = self.target.partition(":")
@@ -55,15 +56,22 @@ def _curate_inputs(cfg: CogumiConfig) -> dict[str, str]:
     return {"source0": "suite.raw"}
 
 
-def _model_input(engine: Any) -> dict[str, str]:
-    """An engine's model: its explicit path, else the trained base (the built model until a
-    `train_base` stage is registered); an OpenAI-compatible endpoint needs none."""
+def _model_input(engine: Any, default: str) -> dict[str, str]:
+    """An engine's model: its explicit path, else `default` (a "stage.output" reference); an
+    OpenAI-compatible endpoint needs none."""
     if engine.kind == "openai":
         return {}
-    if engine.model:
-        return {"model": engine.model}
-    trained = any(s.name == "train_base" for s in STAGES)
-    return {"model": "train_base.model" if trained else "model.model"}
+    return {"model": engine.model or default}
+
+
+# The model later stages default to: the base after distillation (`distill` passes the trained
+# base through unchanged when it has nothing to retrain on).
+FINAL_MODEL = "distill.model"
+
+
+def _final(engine: Any) -> str:
+    """Default model of the final evaluation: the exported GGUF for llama.cpp, else the HF folder."""
+    return "export_gguf.gguf" if engine is not None and engine.kind == "llama_cpp" else FINAL_MODEL
 
 
 STAGES: tuple[Stage, ...] = (
@@ -100,16 +108,20 @@ STAGES: tuple[Stage, ...] = (
         sections=("train",),
         inputs=lambda cfg: {"model": "model.model", "train": "curate.train", "val": "curate.val"},
         command=("train", "base"),
-        help="Full-precision SFT of the base on Ray Train (HF Trainer; hf/deepspeed/unsloth).",
+        help="Full-precision SFT of the base on Ray Train (HF Trainer; hf/deepspeed/unsloth), "
+        "then its held-out pass rate per domain (eval_base).",
+        then=("eval_base",),
     ),
     Stage(
-        name="export_gguf",
-        target="cogumi_ray.export.stage:run",
-        sections=("export",),
-        inputs=lambda cfg: {"model": "model.model"},
-        command=("export", "gguf"),
-        help="Export the model (HF Llama folder) to a GGUF file for llama.cpp (f32 or f16).",
-        options=(Option("--outtype", "export.gguf_outtype", "f32 or f16"),),
+        name="eval_base",
+        target="cogumi_ray.eval.stage:run_base",
+        sections=("generate", "eval"),
+        inputs=lambda cfg: {
+            **_model_input(cfg.eval.engine or cfg.generate.engine, "train_base.model"),
+            "test": f"curate.{cfg.eval.suite_split}",
+        },
+        command=("eval-base",),
+        help="Pass rate of the base model on the held-out task suite, per domain and difficulty.",
         uses_ray=False,
     ),
     Stage(
@@ -117,7 +129,7 @@ STAGES: tuple[Stage, ...] = (
         target="cogumi_ray.generate.stage:run",
         sections=("generate",),
         inputs=lambda cfg: {
-            **_model_input(cfg.generate.engine),
+            **_model_input(cfg.generate.engine, "train_base.model"),
             "data": cfg.generate.data or f"curate.{cfg.generate.split}",
         },
         command=("generate",),
@@ -177,15 +189,26 @@ STAGES: tuple[Stage, ...] = (
         ),
     ),
     Stage(
-        name="eval_base",
-        target="cogumi_ray.eval.stage:run_base",
-        sections=("generate", "eval"),
+        name="modifiers",
+        target="cogumi_ray.train.modifier_stage:run",
+        sections=("modifiers",),
         inputs=lambda cfg: {
-            **_model_input(cfg.eval.engine or cfg.generate.engine),
-            "test": f"curate.{cfg.eval.suite_split}",
+            "model": "train_base.model",
+            "train": cfg.modifiers.data or "distill.dataset",
+            "val": "curate.val",
         },
-        command=("eval-base",),
-        help="Pass rate of the base model on the held-out task suite, per domain and difficulty.",
+        command=("modifiers", "train"),
+        help="Train one LoRA adapter per domain on Ray Train (PEFT folders; optional merge).",
+        options=(Option("--domain", "modifiers.domains", "domain to train (repeatable)", many=True),),
+    ),
+    Stage(
+        name="export_gguf",
+        target="cogumi_ray.export.stage:run",
+        sections=("export",),
+        inputs=lambda cfg: {"model": cfg.export.model or FINAL_MODEL},
+        command=("export", "gguf"),
+        help="Export the model (HF Llama folder) to a GGUF file for llama.cpp (f32 or f16).",
+        options=(Option("--outtype", "export.gguf_outtype", "f32 or f16"),),
         uses_ray=False,
     ),
     Stage(
@@ -193,7 +216,7 @@ STAGES: tuple[Stage, ...] = (
         target="cogumi_ray.eval.stage:run",
         sections=("generate", "eval"),
         inputs=lambda cfg: {
-            **_model_input(cfg.eval.engine or cfg.generate.engine),
+            **_model_input(cfg.eval.engine or cfg.generate.engine, _final(cfg.eval.engine)),
             **({"test": f"curate.{cfg.eval.suite_split}"} if "suite" in cfg.eval.benchmarks else {}),
         },
         command=("eval",),
@@ -204,15 +227,6 @@ STAGES: tuple[Stage, ...] = (
             Option("--model", "eval.engine.model", "HF folder or .gguf (default: the base)"),
         ),
         uses_ray=False,
-    ),
-    Stage(
-        name="modifiers",
-        target="cogumi_ray.train.modifier_stage:run",
-        sections=("modifiers",),
-        inputs=lambda cfg: {"model": "train_base.model", "train": "curate.train", "val": "curate.val"},
-        command=("modifiers", "train"),
-        help="Train one LoRA adapter per domain on Ray Train (PEFT folders; optional merge).",
-        options=(Option("--domain", "modifiers.domains", "domain to train (repeatable)", many=True),),
     ),
 )
 

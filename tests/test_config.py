@@ -14,6 +14,19 @@ def test_embedded_default_is_valid_and_demo_yaml_loads():
     assert isinstance(cfg, CogumiConfig)
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    load_config(path)  # a renamed key must not silently break a shipped config
+
+
+def test_cluster_config_wires_the_gpu_paths():
+    cfg = load_config(REPO / "configs" / "llama31-8b.yaml")
+    assert cfg.train.backend == "deepspeed" and cfg.train.deepspeed.zero_stage == 3
+    assert cfg.train.use_gpu and cfg.generate.engine.kind == "vllm"
+    assert [cfg.modifiers.spec(d).rank for d in ("code", "reasoning", "automation")] == [128, 112, 96]
+    assert cfg.model.source.startswith("s3://") and cfg.ray.address == "auto"
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("curate:\n  dedup:\n    threshhold: 0.8\n")

@@ -10,6 +10,9 @@ from cogumi_ray.config_base import StrictModel
 
 
 class ExportConfig(StrictModel):
+    model: str | None = Field(
+        None, description="HF Llama folder to export (default: the final base, after distillation)."
+    )
     gguf_outtype: Literal["f32", "f16"] = Field(
         "f16",
         description="GGUF weight type: f32 (exact) or f16 (half size; norms stay f32). "

@@ -105,7 +105,11 @@ class GenerateConfig(StrictModel):
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
     params: GenParams = Field(default_factory=GenParams)
-    split: str = Field("test", description="Which curated split to answer: 'train', 'val' or 'test'.")
+    split: str = Field(
+        "train",
+        description="Curated split to answer: 'train' (default: mining the base's failures for "
+        "distillation and modifiers; held-out rows never feed training), 'val' or 'test'.",
+    )
     data: str | None = Field(
         None, description="Parquet/JSONL file or dir of Examples; None = the curated `split`."
     )

@@ -172,6 +172,11 @@ class ModifiersConfig(StrictModel):
     training: TrainConfig = Field(
         default_factory=_default_modifier_training, description="Optimisation, scaling, checkpoints."
     )
+    data: str | None = Field(
+        None,
+        description="Example Parquet/JSONL to train on, filtered per domain (default: the distill "
+        "stage's set of the base's failures with their corrections).",
+    )
     min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
     merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")
 

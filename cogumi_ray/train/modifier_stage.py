@@ -3,8 +3,9 @@
 Each adapter trains on its domain's rows of the training set with the same Ray Train machinery
 as the base (checkpoints, keep-best, fault tolerance, early stopping) and is saved as a PEFT
 folder `adapters/<domain>/`; with `modifiers.merge`, base+adapter is also saved as a plain HF
-folder `merged/<domain>/`. The training set is any Example Parquet filtered by domain (the
-judged failures and corrections once the judging stage produces them).
+folder `merged/<domain>/`. The training set is filtered by domain: by default the distill
+stage's set (the base's judged failures with their self-critique/teacher corrections), or any
+Example Parquet named by `modifiers.data`.
 """
 
 from __future__ import annotations
