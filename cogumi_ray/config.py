@@ -56,9 +56,9 @@ class CogumiConfig(StrictModel):
 
     @property
     def run_dir(self) -> str:
-        from cogumi_ray.storage import join
+        from cogumi_ray.storage import absolute, join
 
-        return join(self.run.root, self.run.name)
+        return join(absolute(self.run.root), self.run.name)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

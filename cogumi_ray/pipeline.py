@@ -276,7 +276,7 @@ def run_pipeline(
             else:
                 if not storage.exists(ref):
                     raise RunError(f"stage {stage.name}: input {key} = {ref!r} does not exist")
-                inputs[key], hashes[key] = ref, storage.content_hash(ref)
+                inputs[key], hashes[key] = storage.absolute(ref), storage.content_hash(ref)
         if stage.uses_ray:
             init_ray(cfg.ray)
         section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}

@@ -140,7 +140,7 @@ class RunContext:
             rec.seconds = round(time.perf_counter() - t0, 3)
             self.save()
             raise
-        rec.outputs = {k: str(v) for k, v in out.outputs.items()}
+        rec.outputs = {k: storage.absolute(v) for k, v in out.outputs.items()}
         rec.output_hashes = {k: storage.content_hash(v) for k, v in rec.outputs.items()}
         rec.metrics = out.metrics
         rec.status = "done"

@@ -38,6 +38,14 @@ def local_path(uri: str) -> str:
     return s[len("file://"):] if s.startswith("file://") else s
 
 
+def absolute(uri: str) -> str:
+    """A local relative path made absolute (Ray workers run in other directories); URIs as given."""
+    import os
+
+    s = str(uri)
+    return s if "://" in s else os.path.abspath(s)
+
+
 def exists(uri: str) -> bool:
     fs, path = fs_and_path(uri)
     return fs.exists(path)

@@ -100,3 +100,17 @@ def test_large_files_are_fingerprinted_by_sampled_windows(tmp_path, monkeypatch)
     data.append(0)  # so is a change of size
     big.write_bytes(bytes(data))
     assert len({h1, storage.content_hash(str(big))}) == 2
+
+
+def test_relative_roots_and_outputs_become_absolute(tmp_path, monkeypatch):
+    """Ray workers run in their own directories: a relative path handed to them breaks."""
+    from cogumi_ray.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(overrides={"run.root": "runs", "run.name": "r"})
+    assert cfg.run_dir == str(tmp_path / "runs" / "r")
+    ctx = RunContext(cfg.run_dir)
+    (tmp_path / "rel.txt").write_text("x")
+    ctx.run_stage("s", lambda: StageOutput(outputs={"out": "rel.txt"}), {}, {})
+    assert ctx.output("s.out") == str(tmp_path / "rel.txt")
+    assert storage.absolute("s3://b/k") == "s3://b/k"
