@@ -27,5 +27,6 @@ def init_ray(cfg: RayConfig) -> None:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.object_store_memory_mb:
             kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024 * 1024
-    ray.init(**kwargs)
-    log.info("ray: %s", ray.cluster_resources())
+    ctx = ray.init(**kwargs)
+    url = getattr(ctx, "dashboard_url", None)
+    log.info("ray: %s%s", ray.cluster_resources(), f"; dashboard http://{url}" if url else "")

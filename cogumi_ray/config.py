@@ -33,7 +33,11 @@ class RayConfig(StrictModel):
         None, description="Ray cluster address ('auto' inside `ray job submit`); None starts local Ray."
     )
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; None = all.")
-    include_dashboard: bool = Field(False, description="Start the dashboard with a local Ray.")
+    include_dashboard: bool = Field(
+        True,
+        description="Start the dashboard (http://127.0.0.1:8265) with a local Ray; Ray Train's "
+        "controller also needs its state API.",
+    )
     object_store_memory_mb: int | None = Field(
         None, ge=64, description="Object store size for a local Ray (MiB); None = Ray's default."
     )

@@ -64,6 +64,15 @@ def _model_input(engine: Any, default: str) -> dict[str, str]:
     return {"model": engine.model or default}
 
 
+def _pre_sft_input(cfg: CogumiConfig) -> dict[str, str]:
+    """The model before SFT, for eval_base's reference score (HF-folder engines on the default
+    model only: a GGUF or endpoint has no such counterpart)."""
+    engine = cfg.eval.engine or cfg.generate.engine
+    if engine.kind in ("hf", "vllm") and not engine.model and cfg.eval.pre_sft_sample:
+        return {"pre_sft": "model.model"}
+    return {}
+
+
 # The model later stages default to: the base after distillation (`distill` passes the trained
 # base through unchanged when it has nothing to retrain on).
 FINAL_MODEL = "distill.model"
@@ -118,6 +127,7 @@ STAGES: tuple[Stage, ...] = (
         sections=("generate", "eval"),
         inputs=lambda cfg: {
             **_model_input(cfg.eval.engine or cfg.generate.engine, "train_base.model"),
+            **_pre_sft_input(cfg),
             "test": f"curate.{cfg.eval.suite_split}",
         },
         command=("eval-base",),

@@ -21,6 +21,7 @@ def test_default_wiring_of_the_embedded_pipeline():
     # failures are mined on the training split with the trained base ...
     assert ins["generate"] == {"model": "train_base.model", "data": "curate.train"}
     assert ins["eval_base"]["model"] == "train_base.model"
+    assert ins["eval_base"]["pre_sft"] == "model.model"  # the reference a trained base must beat
     # ... modifiers learn the base's failures with their corrections ...
     assert ins["modifiers"]["train"] == "distill.dataset" and ins["modifiers"]["model"] == "train_base.model"
     # ... and export + final eval use the distilled base.
@@ -32,6 +33,7 @@ def test_overrides_rewire_inputs():
     cfg = load_config(overrides={"eval.engine.kind": "llama_cpp", "modifiers.data": "/d/train.parquet",
                                  "generate.engine.kind": "openai", "generate.split": "val"})
     assert stage_by_name("eval").inputs(cfg)["model"] == "export_gguf.gguf"
+    assert "pre_sft" not in stage_by_name("eval_base").inputs(cfg)  # a GGUF has no pre-SFT twin
     assert stage_by_name("modifiers").inputs(cfg)["train"] == "/d/train.parquet"
     assert stage_by_name("generate").inputs(cfg) == {"data": "curate.val"}  # endpoint: no model input
 

@@ -50,6 +50,13 @@ class EvalConfig(StrictModel):
         description="Evaluate only the first N items of a benchmark, e.g. {gsm8k: 200}; "
         "absent = all of it ({} = every benchmark in full).",
     )
+    pre_sft_sample: int = Field(
+        60,
+        ge=0,
+        description="eval_base also scores the model before SFT (the `model` stage's: random init "
+        "for the tiny model) on this many held-out rows, spread over the split: the reference "
+        "the trained base must clearly beat (0 = skip).",
+    )
     batch_size: int = Field(16, ge=1, description="Instructions handed to the engine per call.")
     humaneval_instruction: str = Field(
         HUMANEVAL_INSTRUCTION, description="Instruction template; {prompt} is the HumanEval prompt."

@@ -94,6 +94,25 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     )
 
 
+def _pre_sft_metrics(cfg: CogumiConfig, model: str, examples: list) -> dict[str, float | int]:
+    """Pass rate of the model before SFT on an evenly spread sample of the held-out rows."""
+    from cogumi_ray.eval.suite import score_suite
+    from cogumi_ray.generate.engines import make_engine
+
+    n = cfg.eval.pre_sft_sample
+    sample = examples[:: max(1, len(examples) // n)][:n]
+    engine = make_engine(engine_config(cfg), model)
+    try:
+        pre = score_suite(engine, sample, params=cfg.eval.params, batch_size=cfg.eval.batch_size,
+                          workers=cfg.eval.exec_workers)
+    finally:
+        engine.close()
+    log.info("eval_base: before SFT %.3f (%d/%d)", pre.pass_rate, pre.overall.passed,
+             pre.overall.total)
+    return {"pre_sft.pass_rate": round(pre.pass_rate, 4), "pre_sft.passed": pre.overall.passed,
+            "pre_sft.total": pre.overall.total}
+
+
 def run_base(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     from cogumi_ray.eval.suite import score_suite
     from cogumi_ray.generate.engines import make_engine
@@ -110,6 +129,8 @@ def run_base(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> Stag
         engine.close()
     out_dir = ctx.stage_dir("eval_base")
     metrics = score.metrics()
+    if "pre_sft" in inputs and cfg.eval.pre_sft_sample:
+        metrics.update(_pre_sft_metrics(cfg, inputs["pre_sft"], examples))
     storage.atomic_write_json(storage.join(out_dir, "score.json"), metrics)
     write_items(storage.join(out_dir, "items.parquet"), score.items)
     log.info("eval_base: pass rate %.3f (%d/%d)", score.pass_rate, score.overall.passed,

@@ -81,11 +81,14 @@ def test_eval_base_stage_on_the_tiny_model(examples, tiny_model_dir, tmp_path):
     test_dir.mkdir()
     pq.write_table(pa.Table.from_pylist([e.to_row() for e in examples], schema=arrow_schema()),
                    test_dir / "part-0.parquet")
-    cfg = CogumiConfig(eval=EvalConfig(params=GenParams(max_new_tokens=12), batch_size=15))
+    cfg = CogumiConfig(eval=EvalConfig(params=GenParams(max_new_tokens=12), batch_size=15,
+                                       pre_sft_sample=7))
     out = run_base(cfg, RunContext(str(tmp_path / "run")),
-                   {"test": str(test_dir), "model": tiny_model_dir})
+                   {"test": str(test_dir), "model": tiny_model_dir, "pre_sft": tiny_model_dir})
     m = out.metrics
     assert m["total"] == 30 and 0 <= m["passed"] <= 30
+    # the reference score of the model before SFT, on an evenly spread sample
+    assert m["pre_sft.total"] == 7 and 0 <= m["pre_sft.passed"] <= 7
     assert {f"pass_rate.{d}" for d in DOMAINS} <= set(m)
     with open(out.outputs["score"]) as f:
         assert json.load(f) == m
