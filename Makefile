@@ -26,6 +26,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow and not gpu"
 
+bench: $(STAMP)
+	$(PY) benchmarks/dedup.py --out bench-dedup.json
+	$(PY) benchmarks/train.py --steps 60 --batch 16
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cogumi_ray tests benchmarks
 
