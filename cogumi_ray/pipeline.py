@@ -218,7 +218,11 @@ STAGES: tuple[Stage, ...] = (
         inputs=lambda cfg: {"model": cfg.export.model or FINAL_MODEL},
         command=("export", "gguf"),
         help="Export the model (HF Llama folder) to a GGUF file for llama.cpp (f32 or f16).",
-        options=(Option("--outtype", "export.gguf_outtype", "f32 or f16"),),
+        options=(
+            Option("--outtype", "export.gguf_outtype", "f32 or f16"),
+            Option("--model", "export.model",
+                   "HF folder, or a stage output such as model.model (default: distill.model)"),
+        ),
         uses_ray=False,
     ),
     Stage(

@@ -252,13 +252,16 @@ def test_unknown_pre_tokenizer_and_missing_tensors(tiny_model_dir, tmp_path):
         export_gguf(tiny_model_dir, str(tmp_path / "out.gguf"), outtype="q4")
 
 
-def test_cli_model_build_then_export(tiny_model_dir, tmp_path):
+def test_cli_model_build_then_export(tiny_model_dir, tmp_path, capsys):
     from cogumi_ray.cli import main
     from cogumi_ray.runs import RunContext
 
     common = ["--root", str(tmp_path), "--name", "r", "--set", f"model.source={tiny_model_dir}"]
     assert main(["model", "build", *common]) == 0
-    assert main(["export", "gguf", *common, "--outtype", "f32"]) == 0
+    # by default the distilled base is exported: a clear error while it does not exist
+    assert main(["export", "gguf", *common]) == 2
+    assert "stage 'distill' has not finished" in capsys.readouterr().err
+    assert main(["export", "gguf", *common, "--outtype", "f32", "--model", "model.model"]) == 0
     rec = RunContext(str(tmp_path / "r")).manifest.stages["export_gguf"]
     assert rec.status == "done" and rec.metrics["outtype"] == "f32"
     assert rec.outputs["gguf"].endswith("model-f32.gguf") and os.path.isfile(rec.outputs["gguf"])

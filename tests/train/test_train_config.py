@@ -108,4 +108,4 @@ def test_cli_words_and_domain_option():
     args = build_parser().parse_args(["modifiers", "train", "--domain", "code", "--domain", "math"])
     assert args.only == ["modifiers"]
     assert _load(args).modifiers.domains == ["code", "math"]
-    assert build_parser().parse_args(["train", "base"]).only == ["train_base"]
+    assert build_parser().parse_args(["train", "base"]).only == ["train_base", "eval_base"]
