@@ -40,6 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cogumi_ray.cluster import tune_data_for_small_cluster  # noqa: E402
+from cogumi_ray.config import RayConfig  # noqa: E402
 from cogumi_ray.data.config import DedupConfig  # noqa: E402
 from cogumi_ray.data.lsh import UnionFind, dedup_local  # noqa: E402
 from cogumi_ray.data.minhash import normalize, shingle_sets  # noqa: E402
@@ -390,6 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
                  object_store_memory=int(args.object_store_gb * 2**30))
         ray.data.DataContext.get_current().enable_progress_bars = False
+        tune_data_for_small_cluster(RayConfig().small_cluster_cpus)  # as `cogumi` does
         load0 = load()
         engines_out["cogumi"] = run_cogumi(corpus_dir, cfg)
         engines_out["cogumi"]["load"] = [load0, load()]

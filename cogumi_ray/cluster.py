@@ -10,6 +10,29 @@ from cogumi_ray.config import RayConfig
 log = logging.getLogger(__name__)
 
 
+# Aggregators hold shuffled blocks and barely compute until the final reduce.
+SHUFFLE_AGGREGATOR_CPUS = 0.01
+
+
+def tune_data_for_small_cluster(max_cpus: int) -> bool:
+    """On a small Ray, stop Ray Data from reserving per-operator CPU slices.
+
+    With 2 CPUs the default reservations (a share per operator, and up to 25% of the CPUs for
+    hash-shuffle aggregators) leave one core idle while the MinHash map waits for its slice.
+    Returns whether the current process's DataContext was changed.
+    """
+    import ray
+    import ray.data
+
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if not max_cpus or cpus > max_cpus:
+        return False
+    ctx = ray.data.DataContext.get_current()
+    ctx.op_resource_reservation_enabled = False
+    ctx.hash_shuffle_operator_actor_num_cpus_override = SHUFFLE_AGGREGATOR_CPUS
+    return True
+
+
 def init_ray(cfg: RayConfig) -> None:
     """Start or join Ray once per process; later calls are no-ops."""
     import ray
@@ -30,3 +53,5 @@ def init_ray(cfg: RayConfig) -> None:
     ctx = ray.init(**kwargs)
     url = getattr(ctx, "dashboard_url", None)
     log.info("ray: %s%s", ray.cluster_resources(), f"; dashboard http://{url}" if url else "")
+    if tune_data_for_small_cluster(cfg.small_cluster_cpus):
+        log.info("ray data: small cluster, operators share all CPUs")

@@ -41,6 +41,13 @@ class RayConfig(StrictModel):
     object_store_memory_mb: int | None = Field(
         None, ge=64, description="Object store size for a local Ray (MiB); None = Ray's default."
     )
+    small_cluster_cpus: int = Field(
+        8,
+        ge=0,
+        description="On a Ray with at most this many CPUs, Ray Data operators share every CPU "
+        "(no per-operator reservation) and shuffle aggregators take a nominal CPU share, so no "
+        "core idles while one operator waits for its reserved slice (0 = never).",
+    )
 
 
 class CogumiConfig(StrictModel):

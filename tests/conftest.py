@@ -24,6 +24,10 @@ def ray_session():
             object_store_memory=512 * 1024 * 1024,
             log_to_driver=False,
         )
+        from cogumi_ray.cluster import tune_data_for_small_cluster
+        from cogumi_ray.config import RayConfig
+
+        tune_data_for_small_cluster(RayConfig().small_cluster_cpus)  # as `cogumi` runs it
     yield ray
     ray.shutdown()
 
