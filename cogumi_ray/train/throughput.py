@@ -46,6 +46,12 @@ class Throughput(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         self._dirty = True
+        # RayTrainReportCallback (after this one) reports the merged log_history: make sure it
+        # knows the step even when no loss was logged yet (a run shorter than logging_steps).
+        if not state.log_history or state.log_history[-1].get("step") != state.global_step:
+            state.log_history.append({"step": state.global_step, "start_step": self._first_step,
+                                      "train_begin_unix": self.train_begin_unix})
+        return control
 
     @property
     def tokens_per_s(self) -> float | None:

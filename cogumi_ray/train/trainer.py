@@ -97,7 +97,7 @@ def training_arguments(
         use_cpu=not on_gpu,
         gradient_checkpointing=cfg.gradient_checkpointing and cfg.backend != "unsloth",
         logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
+        logging_steps=min(cfg.logging_steps, max_steps),  # a short run still logs its loss
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.eval_steps,
         save_strategy="steps",

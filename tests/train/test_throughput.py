@@ -27,3 +27,18 @@ def test_steady_state_excludes_warmup_and_eval_intervals(monkeypatch):
     meter.on_log(None, state, control, logs={"loss": 1.0})
     assert state.log_history[-1]["tokens_per_s"] == 100.0
     assert state.log_history[-1]["start_step"] == 0
+
+
+def test_a_save_before_the_first_log_still_reports_the_step():
+    """A run shorter than logging_steps: RayTrainReportCallback must still see the step."""
+    meter = Throughput()
+    state, control = TrainerState(), TrainerControl()
+    meter.on_train_begin(None, state, control)
+    state.global_step = 3
+    meter.on_save(None, state, control)
+    assert state.log_history == [{"step": 3, "start_step": 0,
+                                  "train_begin_unix": meter.train_begin_unix}]
+    meter.on_save(None, state, control)  # already known: nothing appended twice
+    state.log_history.append({"loss": 2.0, "step": 3})
+    meter.on_save(None, state, control)
+    assert len(state.log_history) == 2
