@@ -8,8 +8,6 @@ from typing import Any
 from cogumi_ray import storage
 from cogumi_ray.errors import RunError
 
-DOMAINS_ORDER = ("code", "math", "reasoning", "automation", "general")
-
 
 def _fmt_metrics(metrics: dict, limit: int = 6) -> str:
     """The stage's headline metrics: scalars only, plain keys before dotted breakdowns."""
@@ -31,13 +29,15 @@ def _pct(v: Any) -> str:
 
 def _results(stages: dict[str, dict]) -> list[str]:
     """Headline numbers of the finished stages that have them."""
+    from cogumi_ray.data.config import DOMAINS
+
     done = {k: v["metrics"] for k, v in stages.items() if v.get("status") == "done"}
     lines = []
     if (m := done.get("eval_base")) and "pass_rate" in m:
         pre = (f"; before SFT {_pct(m['pre_sft.pass_rate'])} ({m['pre_sft.passed']}/{m['pre_sft.total']})"
                if "pre_sft.pass_rate" in m else "")
         lines.append(f"  base on held-out suite: {_pct(m['pass_rate'])} ({m['passed']}/{m['total']}){pre}")
-        doms = [f"{d} {_pct(m[f'pass_rate.{d}'])}" for d in DOMAINS_ORDER if f"pass_rate.{d}" in m]
+        doms = [f"{d} {_pct(m[f'pass_rate.{d}'])}" for d in DOMAINS if f"pass_rate.{d}" in m]
         levels = [f"{d} {_pct(m[f'pass_rate.{d}'])}" for d in ("easy", "medium", "hard")
                   if f"pass_rate.{d}" in m]
         lines.append(f"    by domain: {', '.join(doms)}; by difficulty: {', '.join(levels)}")

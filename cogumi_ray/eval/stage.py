@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cogumi_ray.config import CogumiConfig
     from cogumi_ray.data.schema import Example
     from cogumi_ray.eval.scores import ItemResult
+    from cogumi_ray.eval.suite import SuiteScore
     from cogumi_ray.generate.config import EngineConfig
     from cogumi_ray.runs import RunContext, StageOutput
 
@@ -94,43 +95,35 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     )
 
 
-def _pre_sft_metrics(cfg: CogumiConfig, model: str, examples: list) -> dict[str, float | int]:
-    """Pass rate of the model before SFT on an evenly spread sample of the held-out rows."""
+def _score_suite(cfg: CogumiConfig, model: str | None, examples: list[Example]) -> SuiteScore:
+    """The suite score of `model` (the eval engine) on `examples`."""
     from cogumi_ray.eval.suite import score_suite
     from cogumi_ray.generate.engines import make_engine
 
-    n = cfg.eval.pre_sft_sample
-    sample = examples[:: max(1, len(examples) // n)][:n]
     engine = make_engine(engine_config(cfg), model)
     try:
-        pre = score_suite(engine, sample, params=cfg.eval.params, batch_size=cfg.eval.batch_size,
-                          workers=cfg.eval.exec_workers)
+        return score_suite(engine, examples, params=cfg.eval.params,
+                           batch_size=cfg.eval.batch_size, workers=cfg.eval.exec_workers)
     finally:
         engine.close()
-    log.info("eval_base: before SFT %.3f (%d/%d)", pre.pass_rate, pre.overall.passed,
-             pre.overall.total)
-    return {"pre_sft.pass_rate": round(pre.pass_rate, 4), "pre_sft.passed": pre.overall.passed,
-            "pre_sft.total": pre.overall.total}
 
 
 def run_base(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
-    from cogumi_ray.eval.suite import score_suite
-    from cogumi_ray.generate.engines import make_engine
     from cogumi_ray.runs import StageOutput
 
     examples = read_examples(inputs["test"])
     if "suite" in cfg.eval.limit:
         examples = examples[: cfg.eval.limit["suite"]]
-    engine = make_engine(engine_config(cfg), inputs.get("model"))
-    try:
-        score = score_suite(engine, examples, params=cfg.eval.params, batch_size=cfg.eval.batch_size,
-                            workers=cfg.eval.exec_workers)
-    finally:
-        engine.close()
+    score = _score_suite(cfg, inputs.get("model"), examples)
     out_dir = ctx.stage_dir("eval_base")
     metrics = score.metrics()
-    if "pre_sft" in inputs and cfg.eval.pre_sft_sample:
-        metrics.update(_pre_sft_metrics(cfg, inputs["pre_sft"], examples))
+    if "pre_sft" in inputs and (n := cfg.eval.pre_sft_sample):
+        # the model before SFT on an evenly spread sample: the reference the base must beat
+        pre = _score_suite(cfg, inputs["pre_sft"], examples[:: max(1, len(examples) // n)][:n])
+        log.info("eval_base: before SFT %.3f (%d/%d)", pre.pass_rate, pre.overall.passed,
+                 pre.overall.total)
+        metrics.update({"pre_sft.pass_rate": round(pre.pass_rate, 4),
+                        "pre_sft.passed": pre.overall.passed, "pre_sft.total": pre.overall.total})
     storage.atomic_write_json(storage.join(out_dir, "score.json"), metrics)
     write_items(storage.join(out_dir, "items.parquet"), score.items)
     log.info("eval_base: pass rate %.3f (%d/%d)", score.pass_rate, score.overall.passed,
