@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cogumi_ray.cluster import tune_data_for_small_cluster  # noqa: E402
+from cogumi_ray.cluster import init_ray  # noqa: E402
 from cogumi_ray.config import RayConfig  # noqa: E402
 from cogumi_ray.data.config import DedupConfig  # noqa: E402
 from cogumi_ray.data.lsh import UnionFind, dedup_local  # noqa: E402
@@ -198,6 +198,13 @@ def write_corpus(seed: int, dup_rate: float, rows: int, out_dir: Path, procs: in
 
     from tqdm import tqdm
 
+    # A finished corpus leaves its description behind: the same arguments reuse it.
+    done = out_dir.with_name(out_dir.name + ".json")
+    params = {"seed": seed, "dup_rate": dup_rate, "rows": rows, "block": BLOCK}
+    if done.exists():
+        info = json.loads(done.read_text())
+        if info.get("params") == params:
+            return {**info["stats"], "reused": True}
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
@@ -205,7 +212,9 @@ def write_corpus(seed: int, dup_rate: float, rows: int, out_dir: Path, procs: in
     jobs = [(seed, dup_rate, b, min(BLOCK, rows - b * BLOCK), str(out_dir)) for b in range(n_blocks)]
     with mp.get_context("fork").Pool(procs) as pool:
         chars = sum(tqdm(pool.imap_unordered(_write_block, jobs), total=n_blocks, desc="corpus"))
-    return {"rows": rows, "avg_chars": chars / rows, "files": n_blocks}
+    stats = {"rows": rows, "avg_chars": chars / rows, "files": n_blocks}
+    done.write_text(json.dumps({"params": params, "stats": stats}))
+    return stats
 
 
 def load_texts(corpus: Corpus, rows: int) -> tuple[list[str], list[str], list[dict]]:
@@ -366,7 +375,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--dup-rate", type=float, default=0.1, help="share of planted copies")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs Ray may use")
-    ap.add_argument("--object-store-gb", type=float, default=2.0)
+    ap.add_argument("--object-store-gb", type=float, default=0,
+                    help="object store size for the local Ray (0: Ray's default, as cogumi)")
     ap.add_argument("--work-dir", default="/tmp/cogumi-dedup-bench")
     ap.add_argument("--out", default="", help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -389,10 +399,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "cogumi" in engines:
         import ray
 
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=int(args.object_store_gb * 2**30))
+        init_ray(RayConfig(  # as `cogumi` starts a local Ray
+            num_cpus=args.num_cpus, include_dashboard=False,
+            object_store_memory_mb=int(args.object_store_gb * 1024) or None,
+        ))
         ray.data.DataContext.get_current().enable_progress_bars = False
-        tune_data_for_small_cluster(RayConfig().small_cluster_cpus)  # as `cogumi` does
         load0 = load()
         engines_out["cogumi"] = run_cogumi(corpus_dir, cfg)
         engines_out["cogumi"]["load"] = [load0, load()]

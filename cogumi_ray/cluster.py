@@ -12,10 +12,15 @@ log = logging.getLogger(__name__)
 
 # Aggregators hold shuffled blocks and barely compute until the final reduce.
 SHUFFLE_AGGREGATOR_CPUS = 0.01
+# Rows a node buffers before a shuffle partitions them. Ray Data's 1 GiB default holds back the
+# shuffle until most of a small run's map output exists, so the two stages barely overlap: with
+# 16 MiB, dedup's sketch + band shuffle on 100K rows took 11.5 s instead of 22.4 s on 2 cores.
+SHUFFLE_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def tune_data_for_small_cluster(max_cpus: int) -> bool:
-    """On a small Ray, stop Ray Data from reserving per-operator CPU slices.
+    """On a small Ray, stop Ray Data from reserving per-operator CPU slices, and let shuffles
+    start on small batches of their input.
 
     With 2 CPUs the default reservations (a share per operator, and up to 25% of the CPUs for
     hash-shuffle aggregators) leave one core idle while the MinHash map waits for its slice.
@@ -30,7 +35,14 @@ def tune_data_for_small_cluster(max_cpus: int) -> bool:
     ctx = ray.data.DataContext.get_current()
     ctx.op_resource_reservation_enabled = False
     ctx.hash_shuffle_operator_actor_num_cpus_override = SHUFFLE_AGGREGATOR_CPUS
+    ctx.shuffle_input_batch_bytes = SHUFFLE_BATCH_BYTES
     return True
+
+
+def local_system_config(cfg: RayConfig) -> dict:
+    """Ray system settings for a local Ray this process starts (a cluster sets its own)."""
+    cpus = cfg.num_cpus or os.cpu_count() or 1
+    return {"num_workers_soft_limit": cpus + cfg.spare_workers}
 
 
 def init_ray(cfg: RayConfig) -> None:
@@ -50,6 +62,7 @@ def init_ray(cfg: RayConfig) -> None:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.object_store_memory_mb:
             kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024 * 1024
+        kwargs["_system_config"] = local_system_config(cfg)
     ctx = ray.init(**kwargs)
     url = getattr(ctx, "dashboard_url", None)
     log.info("ray: %s%s", ray.cluster_resources(), f"; dashboard http://{url}" if url else "")

@@ -40,12 +40,11 @@ from cogumi_ray.data.lsh import (
 )
 from cogumi_ray.data.minhash import (
     band_keys,
-    exact_key,
-    jaccard,
-    normalize,
+    exact_keys,
+    normalized_units,
+    pair_jaccards,
     prefilter_threshold,
-    shingle_sets,
-    signatures_of_normalized,
+    signatures,
     sketches,
 )
 from cogumi_ray.errors import DataError
@@ -75,8 +74,10 @@ def dedup(ds: Any, cfg: DedupConfig) -> tuple[Any, DedupStats]:
     if missing:
         raise DataError(f"dedup needs columns {sorted(missing)}; got {schema.names}")
     has_quality = "quality" in schema.names
+    # Both passes over the rows need only these (a Parquet read then skips the other columns).
+    needed = ds.select_columns(["id", "instruction", "response"] + ["quality"] * has_quality)
 
-    keyed = ds.map_batches(
+    keyed = needed.map_batches(
         MinHashSignatures(cfg, has_quality), batch_format="pyarrow", batch_size=cfg.batch_size
     ).map_batches(LSHBands(cfg), batch_format="pyarrow")
     found = _collect(
@@ -93,12 +94,12 @@ def dedup(ds: Any, cfg: DedupConfig) -> tuple[Any, DedupStats]:
     drops = _exact_drops(found.filter(pa.array(kind == EXACT)), stats)
     if cfg.near:
         pairs = found.filter(pa.array(kind == PAIR)).select(["a", "b"])
-        near = _near_drops(ds, pairs, set(drops), cfg, has_quality, stats)
+        near = _near_drops(needed, pairs, set(drops), cfg, has_quality, stats)
         drops.update(near)
     stats.rows_out = stats.rows_in - len(drops)
     if drops:
         ref = ray.put(pa.array(sorted(drops), type=pa.string()))
-        ds = ds.map_batches(DropDuplicates(ref), batch_format="pyarrow")
+        ds = ds.map_batches(DropDuplicates(ref), batch_format="pyarrow", batch_size=None)
     stats.seconds = time.perf_counter() - t0
     log.info(
         "dedup: %d rows -> %d (exact %d, near %d) in %.1fs",
@@ -147,9 +148,7 @@ def _near_drops(
         return {}
     pairs = pairs.append_column("_pair", pa.array(np.arange(pairs.num_rows, dtype=np.int64)))
     shingled = ds.map_batches(
-        CandidateRows(ray.put(pairs), has_quality),
-        batch_format="pyarrow",
-        batch_size=cfg.batch_size,
+        CandidateRows(ray.put(pairs), has_quality), batch_format="pyarrow", batch_size=None
     )
     verified = _collect(
         shingled.repartition(_partitions(cfg), keys=["_pair"]).map_batches(
@@ -258,15 +257,15 @@ class MinHashSignatures:
         import pyarrow as pa
 
         texts = _texts(batch)
-        norm = [normalize(t) for t in texts]
+        units, offsets = normalized_units(texts)
         cols = {
             "id": batch.column("id").cast(pa.string()),
             "_quality": _quality(batch, self.has_quality),
             "_snippet": pa.array([t[:SNIPPET_CHARS] for t in texts], pa.string()),
-            "_exact": pa.array([exact_key(n) for n in norm], pa.string()),
+            "_exact": pa.array(exact_keys(units, offsets), pa.string()),
         }
         if self.cfg.near:
-            sigs = signatures_of_normalized(norm, self.cfg)  # [n, num_perm]
+            sigs = signatures(units, offsets, self.cfg)  # [n, num_perm]
             cols["_bands"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(band_keys(sigs, self.cfg).ravel(), pa.uint64()), self.cfg.bands
             )
@@ -428,12 +427,9 @@ class VerifyCandidates:
         ids, quality = block["id"].to_pylist(), block["_quality"].to_pylist()
         texts = block["_text"].to_pylist()
         first = np.flatnonzero(pair[1:] == pair[:-1])  # first: side a, first + 1: side b
-        both = np.sort(np.concatenate([first, first + 1]))
-        sets = dict(zip(both.tolist(), shingle_sets([texts[k] for k in both], self.cfg),
-                        strict=True))
+        sim = pair_jaccards(texts, first, first + 1, self.cfg)
         rows = []
-        for i in first.tolist():
-            j = jaccard(sets[i], sets[i + 1])
+        for i, j in zip(first.tolist(), sim.tolist(), strict=True):
             if j >= self.cfg.threshold:
                 rows.append({
                     "a": ids[i], "b": ids[i + 1], "jaccard": j,

@@ -17,13 +17,12 @@ import numpy as np
 from cogumi_ray.data.config import DedupConfig
 from cogumi_ray.data.minhash import (
     band_keys,
-    exact_key,
-    jaccard,
-    normalize,
+    exact_keys,
+    normalized_units,
+    pair_jaccards,
     pair_similarity,
     prefilter_threshold,
-    shingle_sets,
-    signatures_of_normalized,
+    signatures,
     sketches,
 )
 
@@ -176,13 +175,13 @@ def dedup_local(
     quality = {i: r.get("quality") for i, r in zip(ids, rows, strict=True)}
     texts = [row_text(r.get("instruction"), r.get("response")) for r in rows]
     snippets = {i: t[:SNIPPET_CHARS] for i, t in zip(ids, texts, strict=True)}
-    norm = [normalize(t) for t in texts]
+    units, offsets = normalized_units(texts)
     alive = list(range(len(rows)))
     examples: list[dict[str, Any]] = []
     if cfg.exact:
         by_key: dict[str, list[str]] = {}
-        for i, n in zip(ids, norm, strict=True):
-            by_key.setdefault(exact_key(n), []).append(i)
+        for i, key in zip(ids, exact_keys(units, offsets), strict=True):
+            by_key.setdefault(key, []).append(i)
         ex_dropped, ex_clusters = resolve_clusters(by_key.values(), quality)
         stats.exact_dropped, stats.exact_clusters = len(ex_dropped), len(ex_clusters)
         examples += [example("exact", k, m, snippets) for k, m in ex_clusters[:MAX_EXAMPLES]]
@@ -191,7 +190,7 @@ def dedup_local(
     verified: set[tuple[str, str]] = set()
     if cfg.near and rows:
         # Buckets hold every row, exact copies too (as on Ray); pairs with a dropped copy go.
-        sigs = signatures_of_normalized(norm, cfg)
+        sigs = signatures(units, offsets, cfg)
         keys, sk = band_keys(sigs, cfg), sketches(sigs)
         a, b, stats.bucket_pairs = candidate_pairs(
             keys.ravel(), np.repeat(np.array(ids, dtype=object), cfg.bands),
@@ -203,11 +202,15 @@ def dedup_local(
         stats.candidate_pairs = len(candidates)
         pos = {ids[k]: k for k in alive}
         cand_ids = sorted({x for p in candidates for x in p})
-        sets = shingle_sets([texts[pos[c]] for c in cand_ids], cfg)
-        by_id = dict(zip(cand_ids, sets, strict=True))
+        slot = {c: k for k, c in enumerate(cand_ids)}
+        ordered = sorted(candidates)
+        sim = pair_jaccards(
+            [texts[pos[c]] for c in cand_ids], np.array([slot[a] for a, _ in ordered], np.int64),
+            np.array([slot[b] for _, b in ordered], np.int64), cfg,
+        )
         uf = UnionFind()
-        for a, b in sorted(candidates):
-            if jaccard(by_id[a], by_id[b]) >= cfg.threshold:
+        for (a, b), j in zip(ordered, sim.tolist(), strict=True):
+            if j >= cfg.threshold:
                 verified.add((a, b))
                 uf.union(a, b)
         stats.verified_pairs = len(verified)

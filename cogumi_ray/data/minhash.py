@@ -1,7 +1,8 @@
 """Shingling, MinHash signatures, LSH band keys and exact Jaccard, vectorised over a batch of texts.
 
-Everything here is plain numpy so the Ray Data pipeline (`cogumi_ray.data.dedup`), the
-single-process reference (`cogumi_ray.data.lsh`), the tests and the benchmark share one kernel.
+Batch-wide numpy, plus three compiled loops (`cogumi_ray.data.kernels`: whitespace collapse,
+the MinHash min-reduce, pair intersections), so the Ray Data pipeline (`cogumi_ray.data.dedup`),
+the single-process reference (`cogumi_ray.data.lsh`), the tests and the benchmark share one kernel.
 
 Normalisation (for both the exact hash and the shingles): lowercase, and collapse every run of
 whitespace to one space (stripped at both ends). Punctuation is kept: in code and maths it carries
@@ -9,14 +10,15 @@ meaning, and texts that differ only in punctuation are still caught by the near-
 
 Shingles are n-grams of Unicode code points (`shingle="char"`) or of whitespace-separated words.
 Two encodings of the same shingles:
-- MinHash input: a 32-bit hash per shingle (`shingle_hashes`), computed 8-wide in uint32.
-- Exact Jaccard input: a 64-bit code per shingle (`shingle_sets`). Character n-grams with n <= 3
+- MinHash input: a 32-bit hash per shingle, computed inside the compiled `kernels.minhash`.
+- Exact Jaccard input: a 64-bit code per shingle (`shingle_codes`). Character n-grams with n <= 3
   are packed losslessly (21 bits per code point), so that Jaccard is exact on the shingles; longer
   or word n-grams use a 64-bit hash (a collision is ~m^2/2^64 for m shingles: negligible).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,24 +27,54 @@ from cogumi_ray.data.config import DedupConfig
 
 U64 = np.uint64
 U32 = np.uint32
-_MAX32 = U32(0xFFFFFFFF)
 _POLY = U64(0x9E3779B97F4A7C15)  # odd multiplier for polynomial hashes (invertible mod 2^64)
-# Width (shingles) of one MinHash chunk: the num_perm x width uint32 product stays in cache.
-_CHUNK = 8192
 # Odd 32-bit multipliers, one per position inside an n-gram (cycled for n > 64).
 _K32 = (np.random.default_rng(20240917).integers(0, 1 << 32, 64, dtype=U64) | U64(1)).astype(U32)
 
 
 def normalize(text: str) -> str:
-    """Lowercase, collapse whitespace. The text compared for a row is instruction + "\\n" + response."""
+    """Lowercase, collapse whitespace. The text compared for a row is instruction + "\\n" + response.
+
+    The definition; `normalized_units` computes the same for a whole batch without a Python
+    split per document."""
     return " ".join(text.lower().split())
 
 
 def exact_key(norm: str) -> str:
-    """128-bit hash (hex) of an already-normalised text: equal keys <=> exact duplicates (whp)."""
+    """128-bit hash (hex) of an already-normalised text: equal keys <=> exact duplicates (whp).
+    Hashes the UTF-32 code points, as `exact_keys` does straight from a batch's units."""
     import xxhash
 
-    return xxhash.xxh3_128_hexdigest(norm.encode("utf-8"))
+    return xxhash.xxh3_128_hexdigest(norm.encode("utf-32-le"))
+
+
+def exact_keys(units: np.ndarray, offsets: np.ndarray) -> list[str]:
+    """`exact_key` of every document of a normalised batch (`normalized_units`)."""
+    import xxhash
+
+    digest = xxhash.xxh3_128_hexdigest
+    return [digest(units[offsets[i] : offsets[i + 1]]) for i in range(offsets.size - 1)]
+
+
+@functools.cache
+def _whitespace_table() -> np.ndarray:
+    """Lookup table of the code points `str.split()` splits on (all in the BMP, the last is
+    U+3000)."""
+    spaces = [c for c in range(0x10000) if chr(c).isspace()]
+    table = np.zeros(max(spaces) + 1, dtype=np.bool_)
+    table[spaces] = True
+    return table
+
+
+def normalized_units(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`normalize` of every text as uint32 code points back to back, and offsets [n+1]."""
+    from cogumi_ray.data.kernels import collapse_whitespace
+
+    lowered = [t.lower() for t in texts]
+    units = np.frombuffer("".join(lowered).encode("utf-32-le"), dtype=U32)
+    lens = np.fromiter((len(t) for t in lowered), dtype=np.int64, count=len(lowered))
+    offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(lens)])
+    return collapse_whitespace(units, offsets, _whitespace_table())
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -59,14 +91,12 @@ def mix64(x: np.ndarray) -> np.ndarray:
 # --- units and windows -----------------------------------------------------------------------
 
 
-def _units(norm: list[str], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """All units (code points, or word hashes) of the batch back to back, and offsets [n+1]."""
+def _units(units: np.ndarray, offsets: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The shingle units of a normalised batch: its code points, or one hash per word."""
     if cfg.shingle == "char":
-        # One utf-32 encode for the whole batch: code points without a Python loop per character.
-        units = np.frombuffer("".join(norm).encode("utf-32-le"), dtype=U32)
-        lens = np.fromiter((len(s) for s in norm), dtype=np.int64, count=len(norm))
-        return units, np.concatenate([[0], np.cumsum(lens)])
-    return _word_units(norm)
+        return units, offsets
+    joined = units.tobytes().decode("utf-32-le")
+    return _word_units([joined[offsets[i] : offsets[i + 1]] for i in range(offsets.size - 1)])
 
 
 def _word_units(norm: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -99,17 +129,31 @@ def _valid_windows(offsets: np.ndarray, n: int, m: int) -> np.ndarray:
     return valid
 
 
+# Windows per chunk: each combine step's temporaries stay in cache (one pass over a whole
+# batch of ~18M windows is ~4x slower: fresh multi-MB arrays for every intermediate).
+_WINDOWS = 1 << 17
+
+
+def _windowed(
+    units: np.ndarray, n: int, combine: Callable[[np.ndarray, int], np.ndarray]
+) -> np.ndarray:
+    """combine(units, n) over every window of the batch, computed chunk by chunk."""
+    m = units.size - n + 1
+    parts = [combine(units[lo : min(lo + _WINDOWS, m) + n - 1], n) for lo in range(0, m, _WINDOWS)]
+    if not parts:  # the whole batch is shorter than one n-gram: empty, of combine's dtype
+        return combine(np.zeros(n, dtype=units.dtype), n)[:0]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _shingles(
     units: np.ndarray, offsets: np.ndarray, n: int, combine: Callable[[np.ndarray, int], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """combine(units, n) of every in-doc window; a doc shorter than n gives one whole-text shingle."""
     lens = np.diff(offsets)
     counts = np.maximum(lens - n + 1, 0)
-    m = units.size - n + 1
-    if m > 0:
-        codes = combine(units, n)[_valid_windows(offsets, n, m)]
-    else:  # the whole batch is shorter than one n-gram: empty, of combine's dtype
-        codes = combine(np.zeros(n, dtype=units.dtype), n)[:0]
+    codes = _windowed(units, n, combine)
+    if codes.size:
+        codes = codes[_valid_windows(offsets, n, codes.size)]
     short = np.flatnonzero((lens > 0) & (lens < n))
     if short.size:  # rare: texts shorter than one n-gram, spliced in place
         per_doc = np.split(codes, np.cumsum(counts)[:-1])
@@ -123,27 +167,6 @@ def _shingles(
 
 
 # --- the two shingle encodings ---------------------------------------------------------------
-
-
-def _hash32(units: np.ndarray, n: int) -> np.ndarray:
-    """32-bit hash of every window: sum_k u[k] * K_k (mod 2^32), then murmur3's fmix32.
-
-    All uint32, so numpy runs it 8-wide. It only has to spread shingles uniformly: a collision
-    inside one doc (~m^2 / 2^32) barely moves a MinHash estimate.
-    """
-    m = max(units.size - n + 1, 0)
-    h = np.zeros(m, dtype=U32)
-    for k in range(n):
-        u = units[k : k + m]
-        if u.dtype != U32:  # 64-bit word hashes: fold to 32 bits
-            u = (u ^ (u >> U64(32))).astype(U32)
-        h += u * _K32[k % _K32.size]
-    h ^= h >> U32(16)
-    h *= U32(0x85EBCA6B)
-    h ^= h >> U32(13)
-    h *= U32(0xC2B2AE35)
-    h ^= h >> U32(16)
-    return h | U32(1)  # odd: a * h never wraps to 0 (merges 2^31 pairs of values: harmless)
 
 
 def _pack21(units: np.ndarray, n: int) -> np.ndarray:
@@ -164,18 +187,33 @@ def _poly64(units: np.ndarray, n: int) -> np.ndarray:
     return mix64(code)
 
 
-def shingle_hashes(norm: list[str], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit hash of every shingle of the normalised texts (repeats kept), and offsets [n+1]."""
-    units, offsets = _units(norm, cfg)
-    return _shingles(units, offsets, cfg.ngram, _hash32)
+def shingle_codes(texts: Sequence[str], cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit code of every shingle of the texts (repeats kept), and offsets [n+1]: the sets
+    exact Jaccard compares."""
+    units, offsets = _units(*normalized_units(texts), cfg)
+    exact = cfg.shingle == "char" and cfg.ngram <= 3
+    return _shingles(units, offsets, cfg.ngram, _pack21 if exact else _poly64)
 
 
 def shingle_sets(texts: Sequence[str], cfg: DedupConfig) -> list[np.ndarray]:
-    """Sorted distinct 64-bit shingle codes of each text: the sets exact Jaccard compares."""
-    units, offsets = _units([normalize(t) for t in texts], cfg)
-    exact = cfg.shingle == "char" and cfg.ngram <= 3
-    codes, offs = _shingles(units, offsets, cfg.ngram, _pack21 if exact else _poly64)
+    """Sorted distinct 64-bit shingle codes of each text."""
+    codes, offs = shingle_codes(texts, cfg)
     return [_distinct(codes[offs[i] : offs[i + 1]]) for i in range(offs.size - 1)]
+
+
+def pair_jaccards(
+    texts: Sequence[str], a: np.ndarray, b: np.ndarray, cfg: DedupConfig
+) -> np.ndarray:
+    """Exact Jaccard [m] of the shingle sets of texts[a[k]] and texts[b[k]] (two empty sets
+    count as identical), without building the sets: one hash table per pair."""
+    from cogumi_ray.data.kernels import intersections
+
+    codes, offs = shingle_codes(texts, cfg)
+    size_a, size_b, shared = intersections(
+        codes, offs.astype(np.int64), np.asarray(a, np.int64), np.asarray(b, np.int64)
+    )
+    union = size_a + size_b - shared
+    return np.where(union > 0, shared / np.maximum(union, 1), 1.0)
 
 
 def _distinct(x: np.ndarray) -> np.ndarray:
@@ -201,46 +239,31 @@ def permutations(cfg: DedupConfig) -> np.ndarray:
     x is already a uniformly mixed, odd 32-bit shingle hash and multiplying by an odd a_i
     permutes the odd residues, so these maps act as independent random permutations for MinHash
     (the tests check estimates against exact Jaccard and band collision rates against J^rows).
-    uint32 keeps numpy 8-wide, and with no additive term the kernel is one multiply and one
-    min-reduce per value: ~35% faster than a*x + b, with the same measured accuracy.
+    uint32 keeps the compiled kernel 8 lanes wide, and with no additive term it is one multiply
+    and one min per value: ~35% faster than a*x + b, with the same measured accuracy.
     """
     rng = np.random.default_rng(cfg.seed)
     return rng.integers(0, 1 << 32, size=cfg.num_perm, dtype=U64).astype(U32) | U32(1)
 
 
-def signatures_from_hashes(hashes: np.ndarray, offsets: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """MinHash signatures [n_docs, num_perm] uint32 from per-doc 32-bit shingle hashes.
+def signatures(units: np.ndarray, offsets: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """MinHash signatures [n_docs, num_perm] uint32 of a normalised batch (`normalized_units`).
 
-    The batch is cut into fixed-width chunks of shingles regardless of doc boundaries; inside a
-    chunk one [num_perm, width] product and one minimum.reduceat give every doc piece's minima,
-    folded into the output with np.minimum (a long doc simply spans several chunks).
-    A doc without shingles keeps the all-ones signature.
+    Repeated shingles are not removed first: min() ignores them, and a per-doc sort costs more
+    than the multiplies it would save. A doc without shingles keeps the all-ones signature.
     """
-    a = permutations(cfg)
-    n_docs = offsets.size - 1
-    out = np.full((cfg.num_perm, n_docs), _MAX32, dtype=U32)
-    doc_of = np.repeat(np.arange(n_docs), np.diff(offsets))
-    buf = np.empty((cfg.num_perm, _CHUNK), dtype=U32)
-    for lo in range(0, hashes.size, _CHUNK):
-        hi = min(lo + _CHUNK, hashes.size)
-        prod = buf[:, : hi - lo]
-        np.multiply(a[:, None], hashes[None, lo:hi], out=prod)  # [num_perm, w], wraps mod 2^32
-        docs = doc_of[lo:hi]
-        starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
-        cols = docs[starts]
-        out[:, cols] = np.minimum(out[:, cols], np.minimum.reduceat(prod, starts, axis=1))
-    return np.ascontiguousarray(out.T)
+    from cogumi_ray.data.kernels import minhash
 
-
-def signatures_of_normalized(norm: list[str], cfg: DedupConfig) -> np.ndarray:
-    """MinHash signatures of already-normalised texts (repeated shingles are not removed first:
-    min() ignores them, and a per-doc sort costs more than the multiplies it would save)."""
-    return signatures_from_hashes(*shingle_hashes(norm, cfg), cfg)
+    units, offsets = _units(units, offsets, cfg)
+    if units.dtype != U32:  # 64-bit word hashes: fold to 32 bits
+        units = (units ^ (units >> U64(32))).astype(U32)
+    position = _K32[np.arange(cfg.ngram) % _K32.size]
+    return minhash(units, offsets.astype(np.int64), cfg.ngram, position, permutations(cfg))
 
 
 def minhash_signatures(texts: Sequence[str], cfg: DedupConfig) -> np.ndarray:
     """MinHash signatures [len(texts), num_perm] (uint32) of the texts' shingle sets."""
-    return signatures_of_normalized([normalize(t) for t in texts], cfg)
+    return signatures(*normalized_units(texts), cfg)
 
 
 def band_keys(signatures: np.ndarray, cfg: DedupConfig) -> np.ndarray:

@@ -12,9 +12,12 @@ from cogumi_ray.data.config import DedupConfig
 from cogumi_ray.data.minhash import (
     band_keys,
     exact_key,
+    exact_keys,
     jaccard,
     minhash_signatures,
     normalize,
+    normalized_units,
+    pair_jaccards,
     pair_similarity,
     prefilter_threshold,
     shingle_sets,
@@ -55,6 +58,43 @@ def test_normalize_lowercases_and_collapses_whitespace() -> None:
     assert exact_key(normalize("a b c")) != exact_key(normalize("a b c."))
 
 
+# Every code point str.split() treats as whitespace, and lowercasings that change the length.
+_TRICKY = [
+    "", "   ", "a", " \t a\x1cb\x1fc\x85d\xa0e\u2028f\u3000g \n", "İstanbul ẞ ΣΑΣ",
+    "emoji 🙂  x\r\n\x0b\x0cy", "no-space", "tab\tend\t",
+]
+
+
+def test_batch_normalisation_equals_the_definition() -> None:
+    units, offsets = normalized_units(_TRICKY)
+    joined = units.tobytes().decode("utf-32-le")
+    got = [joined[offsets[i] : offsets[i + 1]] for i in range(len(_TRICKY))]
+    assert got == [normalize(t) for t in _TRICKY]
+    assert exact_keys(units, offsets) == [exact_key(normalize(t)) for t in _TRICKY]
+    assert normalized_units([])[1].tolist() == [0]
+
+
+def test_pair_jaccards_equal_set_jaccard() -> None:
+    rng = random.Random(5)
+    vocab = _words(rng)
+    long_a = " ".join(rng.choice(vocab) for _ in range(30000))  # > one 131072-window chunk
+    long_b = long_a[: len(long_a) // 2] + " ".join(rng.choice(vocab) for _ in range(15000))
+    texts = ["", "", "ab", "aaaa aaaa aaaa", "aaaa", "the cat sat", "The  CAT sat!",
+             long_a, long_b, "x"]
+    a = np.array([0, 0, 2, 3, 5, 7, 2, 9])
+    b = np.array([1, 2, 4, 4, 6, 8, 9, 2])
+    got = pair_jaccards(texts, a, b, CFG)
+    sets = shingle_sets(texts, CFG)
+    assert got.tolist() == pytest.approx([jaccard(sets[i], sets[k]) for i, k in zip(a, b, strict=True)])
+    assert got[0] == 1.0 and got[1] == 0.0  # empty vs empty, empty vs short
+    assert got[5] == pytest.approx(_py_jaccard(normalize(long_a), normalize(long_b)))
+    words = DedupConfig(shingle="word", ngram=2)
+    w = pair_jaccards(["one two three four", "zero one two three"], np.array([0]),
+                      np.array([1]), words)
+    assert w[0] == pytest.approx(0.5)
+    assert pair_jaccards(texts, np.array([], np.int64), np.array([], np.int64), CFG).size == 0
+
+
 def test_char_shingle_sets_match_python_sets() -> None:
     texts = ["the cat sat on the mat", "Ünïcödé — ünïcödé 東京タワー", "ab", "", "x y z"]
     sets = shingle_sets(texts, CFG)
@@ -79,10 +119,10 @@ def test_word_shingles_depend_only_on_the_words() -> None:
     assert np.array_equal(s1, s2)
 
 
-def test_signature_is_independent_of_batch_and_long_docs_span_chunks() -> None:
+def test_signature_is_independent_of_batch() -> None:
     rng = random.Random(3)
     vocab = _words(rng)
-    long_doc = " ".join(rng.choice(vocab) for _ in range(5000))  # > one 8192-shingle chunk
+    long_doc = " ".join(rng.choice(vocab) for _ in range(5000))
     texts = ["hi", "", long_doc, "a normal sentence about nothing in particular", "ab"]
     together = minhash_signatures(texts, CFG)
     alone = np.vstack([minhash_signatures([t], CFG) for t in texts])
