@@ -68,6 +68,11 @@ class DedupConfig(StrictModel):
         0.9, ge=0, le=1,
         description="Reject bands x rows that find a pair at the threshold with lower probability.",
     )
+    materialize: bool = Field(
+        True,
+        description="Read the input once into Ray's object store (spilled to disk when it does "
+        "not fit) for dedup's three passes over it; False re-reads (and re-computes) it each time.",
+    )
 
     @model_validator(mode="after")
     def _bands_rows(self) -> DedupConfig:

@@ -12,8 +12,9 @@
 
 Nothing per row comes back to the driver, only pairs and drop ids (proportional to the
 duplicates), so a cluster runs it unchanged. Only candidate docs' texts are shuffled (carrying
-every text into its 16 band buckets would move 16x the corpus): they are re-read in a streaming
-pass, so `ds` is read three times (materialise it first if its upstream is costly). A
+every text into its 16 band buckets would move 16x the corpus): they are re-read in a second
+pass, and the result is a third. By default `ds` is materialised first (`materialize`), so the
+input is read once and the three passes run over stored blocks. A
 hash-partitioned block holds every row of its keys, as `GroupedData.map_groups` relies on.
 Ray fuses consecutive map stages: the dashboard shows e.g.
 "MapBatches(MinHashSignatures)->MapBatches(LSHBands)".
@@ -67,6 +68,8 @@ def dedup(ds: Any, cfg: DedupConfig) -> tuple[Any, DedupStats]:
     import ray
 
     t0 = time.perf_counter()
+    if cfg.materialize:  # a Ray Data read pass costs far more than a pass over stored blocks
+        ds = ds.materialize()
     schema = ds.schema()
     if schema is None:  # an empty dataset without blocks
         return ds, DedupStats(seconds=time.perf_counter() - t0)

@@ -111,7 +111,7 @@ def combine(
     if not parts:
         return ray.data.from_arrow(schema().empty_table()), DedupStats()
     union = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    kept, stats = dedup(union.materialize(), dedup_cfg)  # dedup reads its input three times
+    kept, stats = dedup(union, dedup_cfg)
     kept = kept.materialize()
     if reverse_template:
         fwd = kept.filter(expr=col(PART) != "replay")
