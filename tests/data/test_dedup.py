@@ -58,15 +58,20 @@ def _corpus() -> tuple[list[dict], dict[str, str]]:
     return rows, winners
 
 
-def test_ray_path_matches_single_process_and_drops_planted_duplicates(ray_session) -> None:
+@pytest.mark.parametrize("materialize", [True, False])
+def test_ray_path_matches_single_process_and_drops_planted_duplicates(
+    ray_session, materialize: bool
+) -> None:
     import pyarrow as pa
 
     from cogumi_ray.data.dedup import dedup
 
     rows, winners = _corpus()
     ds = ray_session.data.from_arrow(pa.Table.from_pylist(rows)).repartition(3)
-    out, stats = dedup(ds, CFG)
-    kept = sorted(r["id"] for r in out.take_all())
+    out, stats = dedup(ds, CFG.model_copy(update={"materialize": materialize}))
+    out_rows = out.take_all()
+    assert set(out_rows[0]) == set(rows[0])  # every input column comes through
+    kept = sorted(r["id"] for r in out_rows)
     ref_rows, ref, ref_pairs = dedup_local(rows, CFG)
     assert kept == sorted(r["id"] for r in ref_rows)
     for key in ("rows_in", "exact_dropped", "near_dropped", "rows_out", "clusters",
