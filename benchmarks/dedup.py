@@ -201,7 +201,7 @@ def write_corpus(seed: int, dup_rate: float, rows: int, out_dir: Path, procs: in
     # A finished corpus leaves its description behind: the same arguments reuse it.
     done = out_dir.with_name(out_dir.name + ".json")
     params = {"seed": seed, "dup_rate": dup_rate, "rows": rows, "block": BLOCK}
-    if done.exists():
+    if done.exists() and out_dir.is_dir():
         info = json.loads(done.read_text())
         if info.get("params") == params:
             return {**info["stats"], "reused": True}
@@ -298,7 +298,7 @@ def true_pairs(ids: list[str], texts: list[str], cfg: DedupConfig) -> dict[tuple
     product X @ X.T of the binary row x shingle matrix (no candidate filter, nothing missed)."""
     from scipy import sparse
 
-    sets = [np.unique(s) for s in shingle_sets(texts, cfg)]
+    sets = shingle_sets(texts, cfg)  # sorted, distinct
     sizes = np.array([len(s) for s in sets], dtype=np.int64)
     _, cols = np.unique(np.concatenate(sets), return_inverse=True)
     indptr = np.concatenate([[0], np.cumsum(sizes)])

@@ -18,18 +18,13 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        from cogumi_ray.cluster import local_system_config, tune_data_for_small_cluster
+        from cogumi_ray.cluster import init_ray
         from cogumi_ray.config import RayConfig
 
-        cfg = RayConfig(num_cpus=max(2, os.cpu_count() or 2))
-        ray.init(
-            num_cpus=cfg.num_cpus,
-            include_dashboard=False,
-            object_store_memory=512 * 1024 * 1024,
-            log_to_driver=False,
-            _system_config=local_system_config(cfg),  # as `cogumi` starts it
-        )
-        tune_data_for_small_cluster(cfg.small_cluster_cpus)
+        init_ray(RayConfig(  # as `cogumi` starts a local Ray, with a small object store
+            num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,
+            object_store_memory_mb=512,
+        ))
     yield ray
     ray.shutdown()
 

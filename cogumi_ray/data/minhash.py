@@ -210,7 +210,7 @@ def pair_jaccards(
 
     codes, offs = shingle_codes(texts, cfg)
     size_a, size_b, shared = intersections(
-        codes, offs.astype(np.int64), np.asarray(a, np.int64), np.asarray(b, np.int64)
+        codes, np.asarray(offs, np.int64), np.asarray(a, np.int64), np.asarray(b, np.int64)
     )
     union = size_a + size_b - shared
     return np.where(union > 0, shared / np.maximum(union, 1), 1.0)
@@ -258,7 +258,7 @@ def signatures(units: np.ndarray, offsets: np.ndarray, cfg: DedupConfig) -> np.n
     if units.dtype != U32:  # 64-bit word hashes: fold to 32 bits
         units = (units ^ (units >> U64(32))).astype(U32)
     position = _K32[np.arange(cfg.ngram) % _K32.size]
-    return minhash(units, offsets.astype(np.int64), cfg.ngram, position, permutations(cfg))
+    return minhash(units, np.asarray(offsets, np.int64), cfg.ngram, position, permutations(cfg))
 
 
 def minhash_signatures(texts: Sequence[str], cfg: DedupConfig) -> np.ndarray:
