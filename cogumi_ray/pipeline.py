@@ -201,11 +201,12 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="modifiers",
         target="cogumi_ray.train.modifier_stage:run",
-        sections=("modifiers",),
+        sections=("modifiers", "generate", "eval"),
         inputs=lambda cfg: {
-            "model": "train_base.model",
+            "model": FINAL_MODEL,
             "train": cfg.modifiers.data or "distill.dataset",
             "val": "curate.val",
+            "test": f"curate.{cfg.eval.suite_split}",
         },
         command=("modifiers", "train"),
         help="Train one LoRA adapter per domain on Ray Train (PEFT folders; optional merge).",

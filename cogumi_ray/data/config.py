@@ -98,6 +98,13 @@ class SplitConfig(StrictModel):
 
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Validation share per stratum.")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="Held-out test share per stratum.")
+    max_val_per_stratum: int | None = Field(
+        20, ge=0, description="At most this many validation rows per stratum (None = no cap)."
+    )
+    max_test_per_stratum: int | None = Field(
+        20, ge=0, description="At most this many held-out test rows per stratum (None = no cap); "
+        "the default 15 strata x 20 = 300 rows keep every evaluation of the held-out split short.",
+    )
     seed: int = Field(0, description="Split seed (same seed and rows -> same assignment).")
 
     @model_validator(mode="after")

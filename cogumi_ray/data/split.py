@@ -28,10 +28,18 @@ STRATA: list[str] = ["domain", "difficulty"]
 SHUFFLE_PARTITIONS = 16
 
 
-def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    """(train, val, test) row counts for a stratum of n rows."""
+def split_sizes(
+    n: int, val_fraction: float, test_fraction: float,
+    max_val: int | None = None, max_test: int | None = None,
+) -> tuple[int, int, int]:
+    """(train, val, test) row counts for a stratum of n rows; `max_*` cap the held-out shares
+    (a large suite puts its extra rows into training instead of into ever longer evaluations)."""
     n_test = round(n * test_fraction)
+    if max_test is not None:
+        n_test = min(n_test, max_test)
     n_val = min(round(n * val_fraction), n - n_test)
+    if max_val is not None:
+        n_val = min(n_val, max_val)
     return n - n_val - n_test, n_val, n_test
 
 
@@ -41,13 +49,14 @@ def _order_key(seed: int, row: dict[str, str]) -> tuple[str, str, str, str]:
 
 
 def assign_split(
-    group: pa.Table, *, val_fraction: float, test_fraction: float, seed: int
+    group: pa.Table, *, val_fraction: float, test_fraction: float, seed: int,
+    max_val: int | None = None, max_test: int | None = None,
 ) -> pa.Table:
     """map_groups UDF (dashboard: MapBatches(assign_split)): adds `_split` to one stratum."""
     import pyarrow as pa
 
     rows = sorted(group.to_pylist(), key=lambda r: _order_key(seed, r))
-    _, n_val, n_test = split_sizes(len(rows), val_fraction, test_fraction)
+    _, n_val, n_test = split_sizes(len(rows), val_fraction, test_fraction, max_val, max_test)
     for i, row in enumerate(rows):
         row[SPLIT] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     return pa.Table.from_pylist(rows, schema=group.schema.append(pa.field(SPLIT, pa.string())))
@@ -55,7 +64,8 @@ def assign_split(
 
 def assign_splits(ds: ray.data.Dataset, cfg: SplitConfig) -> ray.data.Dataset:
     """The Example rows of `ds` with a `_split` column ("train" | "val" | "test")."""
-    kwargs = {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "seed": cfg.seed}
+    kwargs = {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction, "seed": cfg.seed,
+              "max_val": cfg.max_val_per_stratum, "max_test": cfg.max_test_per_stratum}
     return (
         ds.select_columns(list(COLUMNS))
         .groupby(STRATA, num_partitions=SHUFFLE_PARTITIONS)

@@ -95,7 +95,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     )
 
 
-def _score_suite(cfg: CogumiConfig, model: str | None, examples: list[Example]) -> SuiteScore:
+def score_model(cfg: CogumiConfig, model: str | None, examples: list[Example]) -> SuiteScore:
     """The suite score of `model` (the eval engine) on `examples`."""
     from cogumi_ray.eval.suite import score_suite
     from cogumi_ray.generate.engines import make_engine
@@ -114,12 +114,12 @@ def run_base(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> Stag
     examples = read_examples(inputs["test"])
     if "suite" in cfg.eval.limit:
         examples = examples[: cfg.eval.limit["suite"]]
-    score = _score_suite(cfg, inputs.get("model"), examples)
+    score = score_model(cfg, inputs.get("model"), examples)
     out_dir = ctx.stage_dir("eval_base")
     metrics = score.metrics()
     if "pre_sft" in inputs and (n := cfg.eval.pre_sft_sample):
         # the model before SFT on an evenly spread sample: the reference the base must beat
-        pre = _score_suite(cfg, inputs["pre_sft"], examples[:: max(1, len(examples) // n)][:n])
+        pre = score_model(cfg, inputs["pre_sft"], examples[:: max(1, len(examples) // n)][:n])
         log.info("eval_base: before SFT %.3f (%d/%d)", pre.pass_rate, pre.overall.passed,
                  pre.overall.total)
         metrics.update({"pre_sft.pass_rate": round(pre.pass_rate, 4),

@@ -4,6 +4,13 @@ Design choices that matter downstream:
 - Pre-tokenizer = every digit on its own, then the GPT-2 byte-level regex. Single-digit numbers
   help a tiny model with arithmetic, and the pair is exactly llama.cpp's "starcoder" pre-tokenizer
   (regexes `\\p{N}` then the GPT-2 one), so a GGUF export tokenizes identically.
+- No merge joins whitespace to anything else. The GPT-2 regex keeps a leading space on a word
+  (` Paris`), but the same word inside JSON or at the start of an answer has none (`"Paris"`),
+  so with ordinary merges copying a value from the request means mapping between two unrelated
+  ids. The merges are therefore learned on text whose whitespace runs are split off first; at
+  run time the same regex still yields ` Paris`, but BPE can only make `Ġ` + `Paris` of it: a
+  word is one id wherever it stands. Tokenization stays plain BPE over the merges list, which is
+  what llama.cpp re-implements, so the GGUF export stays token-exact.
 - No automatic BOS/EOS: the chat template writes `<|bos|>` itself and ends every turn with
   `<|end|>` (the EOS). Chat-formatted text is therefore complete and is encoded with
   `add_special_tokens=False` (see `chat.encode_chat`).
@@ -52,13 +59,15 @@ def train_tokenizer(
 
     Deterministic: the same texts in the same order give the same vocabulary and merges.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())  # no unk token: the 256 byte symbols cover every input
+    digits = pre_tokenizers.Digits(individual_digits=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Training only: whitespace runs become chunks of their own, so no merge spans a word boundary.
     core.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        digits, pre_tokenizers.Split(Regex(r"\s+"), behavior="isolated"), byte_level,
     ])
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -70,6 +79,7 @@ def train_tokenizer(
     )
     stream = _nonempty(texts, max_texts)
     core.train_from_iterator(stream, trainer=trainer)
+    core.pre_tokenizer = pre_tokenizers.Sequence([digits, byte_level])  # llama.cpp's "starcoder"
     if core.get_vocab_size() <= len(SPECIAL_TOKENS) + 256:
         raise ModelError(
             "tokenizer training produced no merges: the training texts are empty or too few "

@@ -29,6 +29,9 @@ def _load_hf(model_path: str, lora: LoraSpec | None) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(local, dtype=torch.float32)
     except Exception as e:
         raise TrainError(f"cannot load model {model_path!r} for training: {type(e).__name__}: {e}") from None
+    # No KV cache in training: transformers derives the block-diagonal mask of packed rows from
+    # position_ids only when no cache is passed; with one, packed examples attend to each other.
+    model.config.use_cache = False
     if lora is not None:
         model = apply_lora(model, lora)
     return model, tok

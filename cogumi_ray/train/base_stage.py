@@ -1,7 +1,7 @@
 """Stage "train_base" (`cogumi train base`): full-precision SFT of the base model on Ray Train.
 
-Inputs: model (HF folder), train / val (Example Parquet). Output: model, the checkpoint with the
-best validation loss as a plain HF folder. Checkpoints live in `train.storage_path` (default:
+Inputs: model (HF folder), train / val (Example Parquet). Output: model, the checkpoint that
+`train.select_checkpoint` picks (by default the final, annealed one) as a plain HF folder. Checkpoints live in `train.storage_path` (default:
 <stage dir>/checkpoints); `--resume` continues from the latest one.
 """
 
@@ -41,5 +41,28 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         resume=ctx.resume,
     )
     result = run_sft(job)
-    model_dir = export_checkpoint(result.checkpoint, storage.join(stage_dir, "model"))
-    return StageOutput(outputs={"model": model_dir}, metrics=result.metrics)
+    metrics = dict(result.metrics)
+    checkpoint = result.checkpoint
+    if cfg.train.select_checkpoint == "val_pass_rate" and inputs.get("val"):
+        checkpoint = _by_val_pass_rate(cfg, result, inputs["val"], stage_dir, metrics)
+    model_dir = export_checkpoint(checkpoint, storage.join(stage_dir, "model"))
+    return StageOutput(outputs={"model": model_dir}, metrics=metrics)
+
+
+def _by_val_pass_rate(cfg: CogumiConfig, result, val_path: str, stage_dir: str,
+                      metrics: dict) -> object:
+    """The final or the lowest-eval_loss checkpoint, whichever passes more validation rows."""
+    from cogumi_ray.eval.stage import read_examples, score_model
+    from cogumi_ray.train.export import export_checkpoint
+
+    if result.best is None or result.best.path == result.final.path:
+        metrics["selected"] = "final"
+        return result.final
+    val = read_examples(val_path)
+    rates = {}
+    for name, ckpt in (("final", result.final), ("best_eval_loss", result.best)):
+        folder = export_checkpoint(ckpt, storage.join(stage_dir, "candidates", name))
+        rates[name] = score_model(cfg, folder, val).pass_rate
+        metrics[f"val_pass_rate.{name}"] = round(rates[name], 4)
+    metrics["selected"] = max(rates, key=lambda k: (rates[k], k == "final"))  # ties: final
+    return result.final if metrics["selected"] == "final" else result.best

@@ -19,7 +19,10 @@ BACKENDS: tuple[str, ...] = ("hf", "deepspeed", "unsloth")
 class EarlyStoppingConfig(StrictModel):
     """Convergence-based training: stop when validation loss stops improving."""
 
-    enabled: bool = Field(True, description="Stop early on a validation-loss plateau.")
+    enabled: bool = Field(
+        False, description="Stop early on a validation-loss plateau (off by default: a plateau "
+        "at a still-high learning rate stops before the schedule anneals the weights)."
+    )
     patience: int = Field(
         3, ge=1, description="Evaluations without an improvement of at least min_delta before stopping."
     )
@@ -94,7 +97,12 @@ class TrainConfig(StrictModel):
         384, ge=8, description="Tokens per sequence; longer examples are truncated (prompt kept)."
     )
     packing: bool = Field(
-        False, description="Concatenate examples into full max_seq_len rows (no padding waste)."
+        True, description="Concatenate examples into full max_seq_len rows (no padding waste; "
+        "a block-diagonal mask keeps each example to itself)."
+    )
+    prompt_loss: bool = Field(
+        False, description="Also train on the prompt tokens (language modelling of the "
+        "instructions); False = loss on the response only."
     )
     # -- evaluation, checkpoints, fault tolerance --
     eval_steps: int = Field(50, ge=1, description="Evaluate validation loss every N steps.")
@@ -108,6 +116,12 @@ class TrainConfig(StrictModel):
         None, description="Checkpoint storage (dir, s3://, gs://); None = inside the stage dir."
     )
     max_failures: int = Field(2, ge=0, description="Worker failures Ray Train recovers from.")
+    select_checkpoint: Literal["final", "best_eval_loss", "val_pass_rate"] = Field(
+        "final",
+        description="Which checkpoint the stage exports: the last (annealed) one, the one with "
+        "the lowest validation loss, or whichever of the two passes more validation rows "
+        "(scored with the suite's verifiers; base training only).",
+    )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     unsloth: UnslothConfig = Field(default_factory=UnslothConfig)
@@ -179,6 +193,14 @@ class ModifiersConfig(StrictModel):
     )
     min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
     merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")
+    score: bool = Field(
+        True, description="Score the base and base + each adapter on the validation and held-out "
+        "rows (uplift per domain, row verdicts in scores.parquet)."
+    )
+    min_uplift_pp: float = Field(
+        0.0, description="An adapter whose held-out pass rate on its own domain does not beat "
+        "the base's by more than this many percentage points is flagged."
+    )
 
     @field_validator("domains", "adapters")
     @classmethod

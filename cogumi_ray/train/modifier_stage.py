@@ -1,11 +1,16 @@
 """Stage "modifiers" (`cogumi modifiers train --domain D`): one PEFT LoRA adapter per domain.
 
-Each adapter trains on its domain's rows of the training set with the same Ray Train machinery
-as the base (checkpoints, keep-best, fault tolerance, early stopping) and is saved as a PEFT
-folder `adapters/<domain>/`; with `modifiers.merge`, base+adapter is also saved as a plain HF
-folder `merged/<domain>/`. The training set is filtered by domain: by default the distill
-stage's set (the base's judged failures with their self-critique/teacher corrections), or any
-Example Parquet named by `modifiers.data`.
+Each adapter trains on the model later stages use (the base after distillation) with the same
+Ray Train machinery as the base and is saved as a PEFT folder `adapters/<domain>/`; with
+`modifiers.merge`, base+adapter is also saved as a plain HF folder `merged/<domain>/`. The
+training set is filtered by domain: by default the distill stage's set (the base's judged
+failures with their self-critique/teacher corrections), or any Example Parquet named by
+`modifiers.data`.
+
+Then every option (the base, and base + each adapter) answers the validation and held-out rows
+of every domain (`modifiers.score`): the manifest records each adapter's uplift on its own
+domain and its cost on the others, flags an adapter that does not beat the base by more than
+`modifiers.min_uplift_pp`, and `scores.parquet` keeps each row's pass/fail per option.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     storage.makedirs(adapters)
     metrics: dict[str, Any] = {"domains": list(mods.domains)}
     outputs = {"adapters": adapters}
+    trained: dict[str, str] = {}
     for domain in mods.domains:
         spec = mods.spec(domain)
         job = SFTJob(
@@ -72,6 +78,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         )
         result = run_sft(job)
         adapter_dir = export_checkpoint(result.checkpoint, storage.join(adapters, domain))
+        trained[domain] = adapter_dir
         if mods.merge:
             outputs["merged"] = storage.join(stage_dir, "merged")
             _merge(inputs["model"], result.checkpoint, storage.join(outputs["merged"], domain))
@@ -79,4 +86,40 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
             metrics[f"{domain}_{key}"] = result.metrics.get(key)
         metrics[f"{domain}_rank"] = spec.rank
         log.info("modifier %s: %s", domain, os.path.basename(adapter_dir))
+    if mods.score:
+        scores_path = storage.join(stage_dir, "scores.parquet")
+        metrics.update(_score(cfg, inputs, trained, scores_path))
+        outputs["scores"] = scores_path
     return StageOutput(outputs=outputs, metrics=metrics)
+
+
+def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
+           out_path: str) -> dict[str, Any]:
+    """Base vs base + each adapter on the validation and held-out rows; flags and row verdicts."""
+    from cogumi_ray.eval.stage import read_examples, score_model
+    from cogumi_ray.train.modifier_eval import BASE, OptionRows, score_adapter, uplift, write_rows
+
+    splits = {s: read_examples(inputs[s]) for s in ("val", "test") if inputs.get(s)}
+    rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex))
+            for s, ex in splits.items() if ex]
+    base_test = next((r.score for r in rows if r.split == "test"), None)
+    metrics: dict[str, Any] = {}
+    flagged = []
+    for domain, adapter_dir in adapters.items():
+        scores = score_adapter(cfg, inputs["model"], adapter_dir, splits)
+        rows += [OptionRows(domain, s, sc) for s, sc in scores.items()]
+        if base_test is None or "test" not in scores:
+            continue
+        u = uplift(domain, base_test, scores["test"], cfg.modifiers.min_uplift_pp)
+        metrics.update(u.metrics())
+        log.info("modifier %s: %s %.1f%% -> %.1f%% (%+.1f pp), other domains %+.1f pp",
+                 domain, domain, 100 * u.own_base, 100 * u.own_adapter, u.uplift_pp,
+                 u.other_delta_pp)
+        if not u.beats_base:
+            flagged.append(domain)
+            log.warning("modifier %s does not beat the base on its own domain: %.1f%% vs %.1f%% "
+                        "(%+.1f pp, needs > %+.1f pp)", domain, 100 * u.own_adapter,
+                        100 * u.own_base, u.uplift_pp, cfg.modifiers.min_uplift_pp)
+    write_rows(out_path, rows)
+    metrics["flagged"] = flagged
+    return metrics

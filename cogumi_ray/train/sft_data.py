@@ -21,9 +21,13 @@ IGNORE = -100  # label value the cross-entropy loss skips
 
 
 def tokenize_pair(
-    tokenizer: Any, instruction: str, response: str, max_seq_len: int
+    tokenizer: Any, instruction: str, response: str, max_seq_len: int, prompt_loss: bool = False
 ) -> tuple[list[int], list[int]] | None:
-    """(input_ids, labels) of one example, or None when the prompt leaves no room for an answer."""
+    """(input_ids, labels) of one example, or None when the prompt leaves no room for an answer.
+
+    With `prompt_loss` the prompt tokens are labels too (plain language modelling of the whole
+    conversation); otherwise only the answer is.
+    """
     from cogumi_ray.models.chat import build_sft_pair, encode_chat
 
     prompt, full = build_sft_pair(tokenizer, instruction, response)
@@ -33,6 +37,8 @@ def tokenize_pair(
     n_prompt = len(prompt_ids)
     if n_prompt >= len(ids):
         return None
+    if prompt_loss:
+        return ids, list(ids)
     return ids, [IGNORE] * n_prompt + ids[n_prompt:]
 
 
@@ -43,7 +49,9 @@ def _cached_tokenizer(model_path: str) -> Any:
     return load_tokenizer(model_path)
 
 
-def tokenize_batch(batch: dict[str, Any], model_path: str, max_seq_len: int) -> dict[str, Any]:
+def tokenize_batch(
+    batch: dict[str, Any], model_path: str, max_seq_len: int, prompt_loss: bool = False
+) -> dict[str, Any]:
     """Ray Data `map_batches` body: Example columns -> input_ids/labels (ragged int32 arrays)."""
     import numpy as np
 
@@ -53,7 +61,7 @@ def tokenize_batch(batch: dict[str, Any], model_path: str, max_seq_len: int) -> 
     tok = _cached_tokenizer(model_path)
     ids_out, labels_out = [], []
     for instruction, response in zip(batch["instruction"], batch["response"], strict=True):
-        pair = tokenize_pair(tok, str(instruction), str(response), max_seq_len)
+        pair = tokenize_pair(tok, str(instruction), str(response), max_seq_len, prompt_loss)
         if pair is not None:
             ids_out.append(np.asarray(pair[0], dtype=np.int32))
             labels_out.append(np.asarray(pair[1], dtype=np.int32))
@@ -161,6 +169,7 @@ def build_dataset(
     domain: str | None = None,
     seed: int = 0,
     shuffle: bool = True,
+    prompt_loss: bool = False,
 ):
     """Ray Dataset of SFT rows from an Example Parquet file/dir/URI, materialised."""
     import ray
@@ -175,7 +184,7 @@ def build_dataset(
         ds = ds.filter(expr=f"domain == {domain!r}")
     ds = ds.map_batches(
         tokenize_batch,
-        fn_kwargs={"model_path": model_path, "max_seq_len": max_seq_len},
+        fn_kwargs={"model_path": model_path, "max_seq_len": max_seq_len, "prompt_loss": prompt_loss},
         batch_size=256,
         batch_format="numpy",
         zero_copy_batch=True,

@@ -46,8 +46,10 @@ class SFTJob:
 
 @dataclass
 class SFTResult:
-    checkpoint: Any  # ray.train.Checkpoint of the best (else latest) HF checkpoint
+    checkpoint: Any  # ray.train.Checkpoint picked by train.select_checkpoint
     metrics: dict[str, Any]
+    final: Any = None  # the last checkpoint (annealed weights)
+    best: Any = None  # the lowest-eval_loss checkpoint, when validation ran
 
 
 def resolve_precision(cfg: TrainConfig, on_gpu: bool) -> str:
@@ -214,14 +216,23 @@ def _reraise_worker_error(err: Exception) -> None:
 
 
 def _best(result: Any, has_eval: bool) -> tuple[Any, dict[str, Any]]:
+    """The lowest-eval_loss checkpoint and its metrics (the latest one without validation)."""
     candidates = [(c, m) for c, m in (result.best_checkpoints or []) if c is not None]
     if has_eval:
         scored = [(c, m) for c, m in candidates if m.get("eval_loss") is not None]
         if scored:
             return min(scored, key=lambda cm: cm[1]["eval_loss"])
+    return _final(result)
+
+
+def _final(result: Any) -> tuple[Any, dict[str, Any]]:
     if result.checkpoint is None:
         raise TrainError(f"training run {result.path} reported no checkpoint")
-    return result.checkpoint, dict(result.metrics or {})
+    final_metrics = dict(result.metrics or {})
+    for c, m in result.best_checkpoints or []:  # the last report of a run may carry no eval_loss
+        if c is not None and c.path == result.checkpoint.path:
+            final_metrics = {**m, **final_metrics}
+    return result.checkpoint, final_metrics
 
 
 def run_sft(job: SFTJob) -> SFTResult:
@@ -235,7 +246,8 @@ def run_sft(job: SFTJob) -> SFTResult:
     cfg = job.cfg
     get_backend(cfg.backend).check(cfg)
     kw = {"max_seq_len": cfg.max_seq_len, "packing": cfg.packing, "domain": job.domain}
-    train_ds = build_dataset(job.train_path, job.model_path, seed=cfg.seed, **kw)
+    train_ds = build_dataset(job.train_path, job.model_path, seed=cfg.seed,
+                             prompt_loss=cfg.prompt_loss, **kw)
     val_ds = (
         build_dataset(job.val_path, job.model_path, shuffle=False, **kw) if job.val_path else None
     )
@@ -275,7 +287,9 @@ def run_sft(job: SFTJob) -> SFTResult:
         result = trainer.fit()
     except Exception as e:  # ray.train.TrainingFailedError and friends
         _reraise_worker_error(e)
-    checkpoint, best = _best(result, has_eval)
+    best_ckpt, best = _best(result, has_eval)
+    final_ckpt, final = _final(result)
+    checkpoint = best_ckpt if cfg.select_checkpoint == "best_eval_loss" else final_ckpt
     last = dict(result.metrics or {})
     steps = int(last.get("step", 0))
     metrics: dict[str, Any] = {
@@ -287,8 +301,11 @@ def run_sft(job: SFTJob) -> SFTResult:
         "epochs": round(steps / per_epoch, 3),
         "stopped_early": steps < max_steps,
         "train_loss": last.get("loss"),
-        "eval_loss": best.get("eval_loss"),
+        "eval_loss": final.get("eval_loss"),
+        "best_eval_loss": best.get("eval_loss"),
         "best_step": best.get("step"),
+        "selected": "best_eval_loss" if checkpoint is best_ckpt and checkpoint is not final_ckpt
+        else "final",
         "learning_rate": last.get("learning_rate"),
         "tokens_per_s": last.get("tokens_per_s"),
         "tokens_seen": last.get("num_input_tokens_seen"),
@@ -301,4 +318,4 @@ def run_sft(job: SFTJob) -> SFTResult:
         "checkpoints": storage.join(job.storage_path, job.name),
     }
     log.info("training %s: %s", job.name, {k: v for k, v in metrics.items() if v is not None})
-    return SFTResult(checkpoint=checkpoint, metrics=metrics)
+    return SFTResult(checkpoint=checkpoint, metrics=metrics, final=final_ckpt, best=best_ckpt)

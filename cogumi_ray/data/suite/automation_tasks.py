@@ -17,7 +17,10 @@ from cogumi_ray.data.suite.base import Makers, Task, tagged
 from cogumi_ray.data.suite.vocab import CITIES, NAMES, NUMBER_WORDS, WORDS
 
 GENRES = ("jazz", "rock", "blues", "classical", "reggae", "pop", "folk", "metal", "soul", "disco",
-          "country", "techno", "salsa", "opera", "punk", "swing", "gospel", "ambient")
+          "country", "techno", "salsa", "opera", "punk", "swing", "gospel", "ambient", "funk",
+          "grunge", "house", "trance", "samba", "tango", "bluegrass", "flamenco", "ska", "lounge",
+          "bossa nova", "hip hop", "drum and bass", "dubstep", "motown", "zydeco", "polka",
+          "cumbia", "afrobeat", "k-pop", "synthwave", "baroque", "bebop", "chillwave")
 ROOMS = ("kitchen", "bedroom", "office", "garage", "hallway", "bathroom", "living room", "attic",
          "basement", "porch", "nursery", "study")
 CHORES = ("buy milk", "call the bank", "water the plants", "feed the cat", "pay rent",

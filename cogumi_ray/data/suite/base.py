@@ -46,6 +46,29 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
+# Lead-ins and closers that real requests carry around the task itself. They change no answer, so
+# the model must learn to ignore them, and they multiply the distinct rows a short template can
+# produce (two rows that differ only in one number are near-duplicates for curation).
+LEAD_INS: tuple[str, ...] = (
+    "Hey! ", "Quick question. ", "Hi there. ", "Okay, next one. ", "One more task. ", "Task: ",
+    "Request: ", "Here is a task. ", "Hello. ", "Help me out here. ", "Good morning. ",
+    "New request. ", "Question: ", "Small favour. ", "Next up. ", "Hi! ",
+)
+CLOSERS: tuple[str, ...] = (
+    " Thanks!", " Thank you.", " Please be quick.", " Keep it short.", " Cheers.",
+    " I appreciate it.", " Much obliged.", " Thanks a lot.", " No rush.", " Ta.",
+)
+
+
+def frame(rng: random.Random, instruction: str, p_lead: float = 0.5, p_close: float = 0.4) -> str:
+    """`instruction` with an optional lead-in and (after final punctuation only) a closer."""
+    if rng.random() < p_lead:
+        instruction = rng.choice(LEAD_INS) + instruction
+    if instruction[-1:] in ".?!" and rng.random() < p_close:
+        instruction += rng.choice(CLOSERS)
+    return instruction
+
+
 def tagged(name: str) -> Callable[[Maker], Maker]:
     """Decorator: record the family name in metadata["task"] (lets failure analysis group by it)."""
 

@@ -1,9 +1,9 @@
 """General: short factual and transformational tasks with exact-match answers.
 
 The response is only the answer; metadata["expected"] holds it and metadata["case_sensitive"] says
-whether case matters (it does for "in capital letters" and acronyms). Easy = copy-and-transform or
-small lookups (uppercase, first letter, antonyms, capitals, plurals); medium = counting and
-reversing one word; hard = whole phrases (reverse word order, number words, acronyms, vowels).
+whether case matters (it does for "in capital letters" and acronyms). Easy = copying,
+copy-and-transform or small lookups (repeat words, quoted word, uppercase, first letter, antonyms,
+capitals, plurals); medium = counting and reversing one word; hard = whole phrases (reverse word order, number words, acronyms, vowels).
 """
 
 from __future__ import annotations
@@ -57,6 +57,22 @@ def plural(rng: random.Random) -> Task:
     w = rng.choice(OBJECTS)
     q = rng.choice(["What is the plural of {w}?", "Write the plural form of {w}."])
     return _exact(q.format(w=w), w + "s")
+
+
+@tagged("general.repeat_words")
+def repeat_words(rng: random.Random) -> Task:
+    words = " ".join(rng.sample(WORDS, rng.randint(2, 4)))
+    q = rng.choice(["Repeat these words exactly: {p}", "Copy this phrase: {p}",
+                    "Say back to me: {p}"])
+    return _exact(q.format(p=words), words)
+
+
+@tagged("general.quote_word")
+def quote_word(rng: random.Random) -> Task:
+    w = rng.choice(WORDS + OBJECTS)
+    q = rng.choice(["Which word is in quotes here: \"{w}\"?", "Echo the word \"{w}\".",
+                    "Return the quoted word: \"{w}\""])
+    return _exact(q.format(w=w), w)
 
 
 @tagged("general.count_letters")
@@ -123,7 +139,7 @@ def sort_letters(rng: random.Random) -> Task:
 
 
 MAKERS: Makers = {
-    "easy": (uppercase, first_letter, antonym, capital, plural),
+    "easy": (uppercase, first_letter, antonym, capital, plural, repeat_words, quote_word),
     "medium": (count_letters, reverse_word, last_letter, letter_count),
     "hard": (reverse_words, number_words, acronym, vowels, sort_letters),
 }

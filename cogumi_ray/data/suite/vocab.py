@@ -11,6 +11,10 @@ NAMES: tuple[str, ...] = (
     "Milo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tess", "Umar", "Vera", "Wes", "Xena",
     "Yuri", "Zoe", "Abel", "Bea", "Cole", "Dana", "Emil", "Flor", "Gia", "Hugo", "Iris", "Joel",
     "Kira", "Leo", "Maya", "Nico", "Olga", "Paul", "Rita", "Saul", "Tara", "Ugo", "Vik", "Wren",
+    "Adam", "Bruno", "Clara", "Diego", "Elsa", "Felix", "Greta", "Hans", "Ines", "Jonas", "Karl",
+    "Lucia", "Marco", "Nina", "Oscar", "Petra", "Ravi", "Sofia", "Theo", "Uma", "Victor", "Wanda",
+    "Yasmin", "Zane", "Alma", "Boris", "Celia", "Dario", "Edith", "Frank", "Gwen", "Hector",
+    "Ingrid", "Jorge", "Kofi", "Linus", "Mira", "Nadia", "Otto", "Priya", "Rolf", "Selma",
 )
 
 # Countable things for word problems (plural forms are regular: thing + "s").
@@ -75,6 +79,12 @@ CITIES: tuple[str, ...] = (
     "Denver", "Seattle", "Austin", "Dublin", "Vienna", "Prague", "Lisbon", "Athens", "Sydney",
     "Toronto", "Chicago", "Miami", "Nairobi", "Mumbai", "Seoul", "Bangkok", "Hanoi", "Quito",
     "Zurich", "Munich", "Milan", "Porto", "Krakow", "Helsinki", "Reykjavik", "Havana", "Dakar",
+    "Amsterdam", "Brussels", "Geneva", "Hamburg", "Naples", "Seville", "Valencia", "Warsaw",
+    "Budapest", "Belgrade", "Bucharest", "Istanbul", "Ankara", "Tunis", "Accra", "Lagos",
+    "Kampala", "Harare", "Durban", "Perth", "Auckland", "Manila", "Jakarta", "Osaka", "Kyoto",
+    "Beijing", "Shanghai", "Taipei", "Delhi", "Karachi", "Dubai", "Doha", "Tehran", "Baku",
+    "Montreal", "Vancouver", "Houston", "Dallas", "Phoenix", "Portland", "Atlanta", "Detroit",
+    "Santiago", "Bogota", "Caracas", "Montevideo", "Cusco", "Oaxaca", "Tijuana", "Calgary",
 )
 
 NUMBER_WORDS: tuple[str, ...] = (
