@@ -15,7 +15,11 @@ DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 class SuiteConfig(StrictModel):
     """The bundled task suite: seeded, verifiable, with planted mess for curation to clean."""
 
-    examples_per_domain: int = Field(400, ge=1, description="Clean examples generated per domain.")
+    examples_per_domain: int = Field(
+        6000, ge=1,
+        description="Clean examples generated per domain (tens of thousands work; each template "
+        "gets an equal share until it runs out of distinct tasks).",
+    )
     domains: list[str] = Field(default_factory=lambda: list(DOMAINS), description="Domains to generate.")
     seed: int = Field(0, description="Generator seed (same seed -> identical suite).")
     exact_dup_rate: float = Field(0.05, ge=0, le=1, description="Fraction re-emitted verbatim.")
@@ -25,9 +29,10 @@ class SuiteConfig(StrictModel):
         description="Fraction of each kind of junk: too short/long, non-English, PII, malformed lines.",
     )
     clean_max_jaccard: float = Field(
-        0.7, gt=0, le=1,
-        description="Clean tasks in a domain stay below this char-3-gram Jaccard with each other, "
-        "so curation's near-dup step (0.8) never merges two distinct tasks.",
+        0.8, gt=0, le=1,
+        description="Clean tasks in a domain stay below this char-3-gram Jaccard with each other "
+        "(checked exactly), so curation's near-dup step (merges at >= 0.8) never merges two "
+        "distinct tasks, while planted near-duplicates (>= 0.85) are still caught.",
     )
     formats: list[Literal["alpaca", "sharegpt", "prompt_response", "qa"]] = Field(
         default_factory=lambda: ["alpaca", "sharegpt", "prompt_response", "qa"],

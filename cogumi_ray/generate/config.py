@@ -113,7 +113,10 @@ class GenerateConfig(StrictModel):
     data: str | None = Field(
         None, description="Parquet/JSONL file or dir of Examples; None = the curated `split`."
     )
-    limit: int | None = Field(None, ge=1, description="Answer only the first N rows (smoke runs).")
+    limit: int | None = Field(
+        2000, ge=1, description="Answer at most N rows, a seeded random sample of the split "
+        "(enough to mine failures per domain; None = every row)."
+    )
     concurrency: int = Field(1, ge=1, description="Engine actors (each holds one model replica).")
     batch_size: int = Field(16, ge=1, description="Rows per actor call (Ray Data batch).")
     num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs reserved per engine actor.")

@@ -41,7 +41,14 @@ def read_dataset(path: str, limit: int | None = None) -> ray.data.Dataset:
     missing = {"id", "instruction"} - set(ds.schema().names)
     if missing:
         raise DataError(f"dataset {path!r} lacks the Example columns {sorted(missing)}")
-    return ds.limit(limit) if limit else ds
+    if not limit:
+        return ds
+    n = ds.count()  # Parquet: from the footers
+    if n <= limit:
+        return ds
+    # A seeded sample rather than the first rows: a split is written stratum by stratum, so its
+    # head would be a few domains only.
+    return ds.random_shuffle(seed=0).limit(limit)
 
 
 def _move(src: str, dst: str) -> None:

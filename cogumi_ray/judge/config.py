@@ -274,7 +274,7 @@ def _default_distill_training() -> TrainConfig:
     # A short continuation of the trained base: few steps, lower lr than training from scratch.
     return TrainConfig(
         max_steps=40, learning_rate=5e-4, warmup_ratio=0.1, eval_steps=20, save_steps=20,
-        logging_steps=10, early_stopping=EarlyStoppingConfig(enabled=False),
+        logging_steps=10, early_stopping=EarlyStoppingConfig(enabled=False), prompt_loss=False,
     )
 
 

@@ -1,8 +1,9 @@
 """Stage "train_base" (`cogumi train base`): full-precision SFT of the base model on Ray Train.
 
 Inputs: model (HF folder), train / val (Example Parquet). Output: model, the checkpoint that
-`train.select_checkpoint` picks (by default the final, annealed one) as a plain HF folder. Checkpoints live in `train.storage_path` (default:
-<stage dir>/checkpoints); `--resume` continues from the latest one.
+`train.select_checkpoint` picks (by default the final, annealed one) as a plain HF folder.
+Checkpoints live in `train.storage_path` (default: <stage dir>/checkpoints); `--resume`
+continues from the latest one.
 """
 
 from __future__ import annotations

@@ -76,38 +76,42 @@ class TrainConfig(StrictModel):
         default_factory=dict, description="Extra Ray resources per worker (e.g. {'H100': 1})."
     )
     # -- optimisation --
-    epochs: float = Field(12, gt=0, description="Passes over the training set (ignored if max_steps).")
+    epochs: float = Field(2, gt=0, description="Passes over the training set (ignored if max_steps).")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
-    per_device_batch_size: int = Field(16, ge=1, description="Sequences per worker per micro-step.")
+    per_device_batch_size: int = Field(
+        4, ge=1, description="Sequences per worker per micro-step (packed rows of max_seq_len: "
+        "4 x 512 tokens; small batches give a short CPU run more optimizer steps)."
+    )
     grad_accum_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step.")
-    learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate.")
+    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field(
         "cosine", description="Schedule after warm-up."
     )
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="auto: bf16 on GPU, fp32 on CPU."
+        "auto", description="auto: bf16 autocast on GPU and on CPUs with native bf16 "
+        "(AVX512-BF16/AMX), else fp32; weights and optimizer state stay fp32 either way."
     )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     seed: int = Field(0, description="Seed for init of new weights, data order and dropout.")
     # -- data --
     max_seq_len: int = Field(
-        384, ge=8, description="Tokens per sequence; longer examples are truncated (prompt kept)."
+        512, ge=8, description="Tokens per sequence; longer examples are truncated (prompt kept)."
     )
     packing: bool = Field(
         True, description="Concatenate examples into full max_seq_len rows (no padding waste; "
         "a block-diagonal mask keeps each example to itself)."
     )
     prompt_loss: bool = Field(
-        False, description="Also train on the prompt tokens (language modelling of the "
+        True, description="Also train on the prompt tokens (language modelling of the "
         "instructions); False = loss on the response only."
     )
     # -- evaluation, checkpoints, fault tolerance --
-    eval_steps: int = Field(50, ge=1, description="Evaluate validation loss every N steps.")
+    eval_steps: int = Field(200, ge=1, description="Evaluate validation loss every N steps.")
     save_steps: int = Field(
-        50, ge=1, description="Checkpoint every N steps (a multiple of eval_steps, so every "
+        200, ge=1, description="Checkpoint every N steps (a multiple of eval_steps, so every "
         "checkpoint carries a fresh eval_loss for keep-best)."
     )
     logging_steps: int = Field(10, ge=1, description="Log loss/lr/tokens per second every N steps.")
@@ -163,7 +167,7 @@ def _default_modifier_training() -> TrainConfig:
     # Adapters start from a trained base: fewer steps, no keep-best churn, LoRA-sized lr.
     return TrainConfig(
         epochs=4, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
-        warmup_ratio=0.05, weight_decay=0.0,
+        warmup_ratio=0.05, weight_decay=0.0, per_device_batch_size=8, prompt_loss=False,
     )
 
 

@@ -96,10 +96,16 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
            out_path: str) -> dict[str, Any]:
     """Base vs base + each adapter on the validation and held-out rows; flags and row verdicts."""
+    from cogumi_ray.data.suite.verify import can_verify
     from cogumi_ray.eval.stage import read_examples, score_model
     from cogumi_ray.train.modifier_eval import BASE, OptionRows, score_adapter, uplift, write_rows
 
-    splits = {s: read_examples(inputs[s]) for s in ("val", "test") if inputs.get(s)}
+    splits = {s: [e for e in read_examples(inputs[s]) if can_verify(e)]
+              for s in ("val", "test") if inputs.get(s)}
+    if not any(splits.values()):
+        log.warning("modifiers: no validation/held-out row carries verifier data (rows from "
+                    "outside the task suite); adapters are not scored")
+        return {"scored": False}
     rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex))
             for s, ex in splits.items() if ex]
     base_test = next((r.score for r in rows if r.split == "test"), None)

@@ -52,9 +52,19 @@ class SFTResult:
     best: Any = None  # the lowest-eval_loss checkpoint, when validation ran
 
 
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmuls on this CPU (oneDNN with AVX512-BF16 or AMX): autocast pays off."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_precision(cfg: TrainConfig, on_gpu: bool) -> str:
     if cfg.precision == "auto":
-        return "bf16" if on_gpu else "fp32"
+        return "bf16" if on_gpu or cpu_has_bf16() else "fp32"
     if cfg.precision == "fp16" and not on_gpu:
         raise TrainError("train.precision fp16 needs GPU workers; use fp32 or bf16 on CPU")
     return cfg.precision

@@ -15,7 +15,7 @@ from cogumi_ray.errors import DataError
 
 @pytest.fixture(scope="module")
 def suite():
-    return generate_suite(SuiteConfig())
+    return generate_suite(SuiteConfig(examples_per_domain=400))
 
 
 def test_every_non_code_reference_passes(suite):

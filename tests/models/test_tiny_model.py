@@ -29,6 +29,22 @@ def test_tokenizer_is_deterministic_and_splits_digits():
     assert a.decode(a(text)["input_ids"]) == text  # byte-level: lossless on any input
 
 
+def test_a_word_is_one_id_wherever_it_stands():
+    # Copying " Paris" from a request into `"city": "Paris"` must be copying the same id.
+    texts = [f"What is the weather in {c}?\n{{\"city\": \"{c}\"}}" for c in
+             ("Paris", "Lima", "Oslo", "Cairo", "Quito")] * 40
+    tok = train_tokenizer(texts, vocab_size=400)
+    for word in ("Paris", "weather", "city"):
+        after_space = tok.tokenize(f"in {word}")
+        after_quote = tok.tokenize(f'"{word}"')
+        at_start = tok.tokenize(word)
+        assert at_start == [word]  # frequent words are single tokens
+        assert after_space[-1] == word and after_quote[1] == word
+    assert all(p == "\u0120" * len(p) or "\u0120" not in p for p in tok.get_vocab())  # no Ġx merges
+    spec = tok.backend_tokenizer.to_str()
+    assert '"Split"' not in spec  # run time keeps llama.cpp's "starcoder" pre-tokenizer
+
+
 def test_tokenizer_rejects_empty_and_non_text():
     with pytest.raises(ModelError, match="no merges"):
         train_tokenizer(["", ""], vocab_size=400)

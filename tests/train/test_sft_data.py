@@ -35,6 +35,12 @@ def test_loss_mask_covers_exactly_the_response(tok):
     assert tok.decode(ids[n_prompt:], skip_special_tokens=True).strip() == "5"
 
 
+def test_prompt_loss_labels_every_token(tok):
+    ids, labels = tokenize_pair(tok, "What is 2 + 3?", "5", max_seq_len=256, prompt_loss=True)
+    assert labels == ids and IGNORE not in labels
+    assert tokenize_pair(tok, "What is 2 + 3?", "5", 256)[0] == ids  # same tokens either way
+
+
 def test_truncation_keeps_the_prompt_and_drops_prompt_only_rows(tok):
     long = "1 2 3 4 5 6 7 8 9 " * 40
     ids, labels = tokenize_pair(tok, "Count.", long, max_seq_len=32)

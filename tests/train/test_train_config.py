@@ -10,6 +10,7 @@ from cogumi_ray.errors import ConfigError, TrainError
 from cogumi_ray.train.config import ModifiersConfig, TrainConfig
 from cogumi_ray.train.trainer import (
     SFTJob,
+    cpu_has_bf16,
     plan_steps,
     resolve_precision,
     run_config,
@@ -30,7 +31,7 @@ def test_training_arguments_follow_config(tmp_path):
     assert args.max_steps == 40 and args.warmup_steps == 4
     assert args.eval_strategy.value == "steps" and args.eval_steps == 5
     assert args.save_strategy.value == "steps" and args.save_steps == 10
-    assert args.use_cpu and not args.bf16 and not args.fp16  # fp32 on CPU
+    assert args.use_cpu and args.bf16 == cpu_has_bf16() and not args.fp16  # auto on this CPU
     assert args.seed == 7 and args.report_to == []
     assert args.deepspeed is None
 
@@ -44,7 +45,9 @@ def test_no_eval_set_disables_evaluation(tmp_path):
 
 def test_precision_rules():
     assert resolve_precision(TrainConfig(), on_gpu=True) == "bf16"
-    assert resolve_precision(TrainConfig(), on_gpu=False) == "fp32"
+    # auto: bf16 autocast only where the CPU has native bf16 matmuls
+    assert resolve_precision(TrainConfig(), on_gpu=False) == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision(TrainConfig(precision="fp32"), on_gpu=False) == "fp32"
     assert resolve_precision(TrainConfig(precision="bf16"), on_gpu=False) == "bf16"
     with pytest.raises(TrainError, match="fp16 needs GPU"):
         resolve_precision(TrainConfig(precision="fp16"), on_gpu=False)

@@ -20,7 +20,7 @@ from cogumi_ray.train.config import TrainConfig
 
 # Small and quick: 1 worker, a handful of steps, eval + checkpoint every 2 steps.
 FAST = {"max_steps": 6, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
-        "per_device_batch_size": 8, "cpus_per_worker": 1, "max_seq_len": 96}
+        "per_device_batch_size": 8, "cpus_per_worker": 1, "max_seq_len": 96, "packing": False}
 
 
 @pytest.fixture(scope="module")

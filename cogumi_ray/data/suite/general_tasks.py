@@ -3,7 +3,8 @@
 The response is only the answer; metadata["expected"] holds it and metadata["case_sensitive"] says
 whether case matters (it does for "in capital letters" and acronyms). Easy = copying,
 copy-and-transform or small lookups (repeat words, quoted word, uppercase, first letter, antonyms,
-capitals, plurals); medium = counting and reversing one word; hard = whole phrases (reverse word order, number words, acronyms, vowels).
+capitals, plurals); medium = counting and reversing one word; hard = whole phrases (reverse word
+order, number words, acronyms, vowels).
 """
 
 from __future__ import annotations

@@ -67,11 +67,11 @@ class _Distinct:
     kept task in one vectorised comparison; only those estimated within `_MARGIN` of the limit get
     an exact Jaccard, and an estimate `_MARGIN` above it rejects outright. The estimate's standard
     deviation at Jaccard 0.8 is 0.035, so a pair at the limit escapes the screen with
-    probability ~0.2% and one at curation's threshold + 0.1 practically never.
+    probability ~1e-5 (4 standard deviations).
     """
 
     _PERMS = 128
-    _MARGIN = 0.1
+    _MARGIN = 0.15
 
     def __init__(self, max_jaccard: float) -> None:
         import numpy as np
