@@ -103,6 +103,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     dirs = {name: storage.join(out_dir, name) for name in SPLITS}
     write_splits(assigned, dirs)
     splits = rep.strata_counts(assigned)
+    novelty = _heldout_novelty(dirs)
 
     rows_in = sum(drops.values())
     rows_out = sum(s["rows"] for s in splits.values())
@@ -123,6 +124,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         "ids_renamed": ids_renamed,
         "dedup": dataclasses.asdict(dedup_stats),
         "splits": splits,
+        "heldout_novelty": novelty,
     }
     summary = rep.summary_line(report)
     report["summary"] = summary
@@ -137,6 +139,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         "summary": summary,
         **{split: splits[split]["rows"] for split in SPLITS},
         "pii": report["pii"],
+        "test_max_jaccard_to_train": novelty["test"]["max_jaccard"],
         "duplicate_kinds": {
             "exact": dedup_stats.exact_dropped, "near": dedup_stats.near_dropped,
             "near_clusters": dedup_stats.clusters, "ids_renamed": ids_renamed,
@@ -145,3 +148,23 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     return StageOutput(
         outputs={**dirs, "quarantine": quarantine_path, "report": report_path}, metrics=metrics
     )
+
+
+def _heldout_novelty(dirs: dict[str, str]) -> dict[str, Any]:
+    """For val and test: the largest char-3-gram Jaccard of any of their rows with a train row."""
+    import pyarrow.dataset as pads
+
+    from cogumi_ray.data.novelty import heldout_novelty
+
+    def rows(split: str) -> list[tuple[str, str]]:
+        fs, p = storage.fs_and_path(dirs[split])
+        t = pads.dataset(p, filesystem=fs, format="parquet").to_table(
+            columns=["id", "instruction", "response"]).to_pydict()
+        return [(i, f"{a}\n{b}") for i, a, b in zip(t["id"], t["instruction"], t["response"],
+                                                    strict=True)]
+
+    train = rows("train")
+    out = {s: dataclasses.asdict(heldout_novelty(train, rows(s))) for s in ("val", "test")}
+    log.info("curate: held-out rows' closest training row: test max Jaccard %.3f, val %.3f",
+             out["test"]["max_jaccard"], out["val"]["max_jaccard"])
+    return out

@@ -114,7 +114,7 @@ class GenerateConfig(StrictModel):
         None, description="Parquet/JSONL file or dir of Examples; None = the curated `split`."
     )
     limit: int | None = Field(
-        2000, ge=1, description="Answer at most N rows, a seeded random sample of the split "
+        1000, ge=1, description="Answer at most N rows, a seeded random sample of the split "
         "(enough to mine failures per domain; None = every row)."
     )
     concurrency: int = Field(1, ge=1, description="Engine actors (each holds one model replica).")

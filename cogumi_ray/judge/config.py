@@ -293,6 +293,11 @@ class DistillConfig(StrictModel):
         "None = eval.engine, else generate.engine (over the trained base).",
     )
     self_critique: bool = Field(True, description="Let the model critique and rewrite its failures.")
+    critique_limit: int | None = Field(
+        300, ge=1, description="Self-critique at most this many failures (the rest go straight "
+        "to the teacher); None = all. Rewrites are long generations: on the embedded default "
+        "1,754 of them took 149 s and fixed 10."
+    )
     critique_template: str = Field(
         CRITIQUE_TEMPLATE, description="Self-critique instruction; {instruction} and {answer}."
     )

@@ -19,11 +19,11 @@ import copy
 import multiprocessing
 import os
 import random
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 from types import ModuleType
 
 from cogumi_ray.data.config import DIFFICULTIES, SuiteConfig
+from cogumi_ray.data.novelty import ByteMinHash, mild
 from cogumi_ray.data.schema import Example
 from cogumi_ray.data.suite.base import (
     Maker,
@@ -70,7 +70,6 @@ class _Distinct:
     probability ~1e-5 (4 standard deviations).
     """
 
-    _PERMS = 128
     _MARGIN = 0.15
 
     def __init__(self, max_jaccard: float) -> None:
@@ -78,30 +77,18 @@ class _Distinct:
 
         self.np = np
         self.max_jaccard = max_jaccard
-        gen = np.random.default_rng(20240917)
-        # Multiply-shift hashing: (a*h + b mod 2^64) >> 32 with odd 64-bit a. (A small a with
-        # "mod prime" would keep the order of h, so every permutation would pick the same gram.)
-        self.a = gen.integers(0, 1 << 64, self._PERMS, dtype=np.uint64, endpoint=False) | 1
-        self.b = gen.integers(0, 1 << 64, self._PERMS, dtype=np.uint64, endpoint=False)
+        self.minhash = ByteMinHash()
         self.sets: list[tuple[frozenset[str], frozenset[str]]] = []
-        self.sigs = np.zeros((1024, self._PERMS), dtype=np.uint8)  # grown by doubling
-
-    def _signature(self, grams: frozenset[str]):
-        np = self.np
-        if not grams:
-            return np.zeros(self._PERMS, dtype=np.uint8)
-        h = np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
-        low = ((h[:, None] * self.a + self.b) >> np.uint64(32)).min(axis=0)  # wraps mod 2^64
-        return (low & np.uint64(0xFF)).astype(np.uint8)
+        self.sigs = np.zeros((1024, ByteMinHash.perms), dtype=np.uint8)  # grown by doubling
 
     def accept(self, task: Task) -> bool:
         np = self.np
         full = f"{task.instruction}\n{task.response}"
-        views = (char_ngrams(_mild(full)), char_ngrams(normalise_for_similarity(full)))
-        sig = self._signature(views[0])
+        views = (char_ngrams(mild(full)), char_ngrams(normalise_for_similarity(full)))
+        sig = self.minhash.signature(views[0])
         n = len(self.sets)
         if n:
-            est = (self.sigs[:n] == sig).sum(axis=1) / self._PERMS  # (kept,) estimated Jaccard
+            est = (self.sigs[:n] == sig).sum(axis=1) / ByteMinHash.perms  # (kept,) estimates
             if est.max() >= self.max_jaccard + self._MARGIN:
                 return False
             for i in np.flatnonzero(est >= self.max_jaccard - self._MARGIN):
@@ -113,10 +100,6 @@ class _Distinct:
         self.sigs[n] = sig
         self.sets.append(views)
         return True
-
-
-def _mild(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 class _Templates:

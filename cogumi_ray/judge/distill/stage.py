@@ -76,13 +76,17 @@ def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.
     gen = cfg.generate.model_copy(update={"engine": dc.engine or cfg.generate.engine,
                                           "params": dc.critique_params})
     path = storage.join(out, "self_critique")
+    n_critique = min(m["failures"], dc.critique_limit or m["failures"])
+    if n_critique < m["failures"]:  # the rest go to the teacher as usual
+        failures = failures.limit(n_critique)
+    m["self_critique_rows"] = n_critique
     sc = _write(self_critique(failures, gen, inputs.get("model"), jc, cache_dir_for(jc, out),
                               template=dc.critique_template, marker=dc.critique_marker), path)
     got = _columns(path, ["id", "verdict", CRITIQUE])
     ids = {str(i) for i, v in zip(got["id"], got["verdict"], strict=True) if v == "pass"}
     marker = dc.critique_marker.lower()
     m["self_critique_fixed"] = len(ids)
-    m["self_critique_uplift"] = round(len(ids) / m["failures"], 4)
+    m["self_critique_uplift"] = round(len(ids) / max(1, n_critique), 4)
     m["self_critique_with_marker"] = sum(marker in str(c).lower() for c in got[CRITIQUE])
     return sc.filter(expr="verdict == 'pass'"), ids
 
