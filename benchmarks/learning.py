@@ -86,7 +86,7 @@ def train_for(minutes: float, train, test, model_dir: str, threads: int) -> dict
         torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     # Size the schedule from the measured step time (steps 5..25, after warm-up of the kernels).
     it = batches()

@@ -7,7 +7,7 @@ processes, Ray Data streaming, the report callback, DDP for 2 workers). Reports 
 tokens/s (after warm-up, eval/save intervals excluded), end-to-end wall time and start-up
 overhead (start -> first training step), and the ratios to the plain Trainer.
 
-    .venv/bin/python benchmarks/train.py --steps 60 --batch 16
+    .venv/bin/python benchmarks/train.py --steps 200 --batch 4 --per-domain 2000
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def plain_trainer(data: str, model_dir: str, cfg, threads: int) -> dict:
     from transformers import AutoModelForCausalLM, Trainer
 
     from cogumi_ray.models.load import load_tokenizer
-    from cogumi_ray.train.sft_data import collate, tokenize_pair
+    from cogumi_ray.train.sft_data import collate, pack_rows, tokenize_pair
     from cogumi_ray.train.throughput import Throughput
     from cogumi_ray.train.trainer import training_arguments
 
@@ -57,8 +57,11 @@ def plain_trainer(data: str, model_dir: str, cfg, threads: int) -> dict:
     tok = load_tokenizer(model_dir)
     table = pq.read_table(data, columns=["instruction", "response"]).to_pylist()
     rows = [p for r in table if (p := tokenize_pair(tok, r["instruction"], r["response"],
-                                                    cfg.max_seq_len))]
+                                                    cfg.max_seq_len, cfg.prompt_loss))]
     random.Random(cfg.seed).shuffle(rows)
+    if cfg.packing:  # the same packed rows (block-diagonal via position_ids) as the Ray path
+        rows = list(zip(*pack_rows([a for a, _ in rows], [b for _, b in rows], cfg.max_seq_len),
+                        strict=True))
 
     class Rows(Dataset):
         def __len__(self) -> int:
@@ -68,13 +71,16 @@ def plain_trainer(data: str, model_dir: str, cfg, threads: int) -> dict:
             return rows[i]
 
     def batch(items):
-        return collate({"input_ids": [a for a, _ in items], "labels": [b for _, b in items]},
-                       pad_id=tok.pad_token_id)
+        cols = {"input_ids": [it[0] for it in items], "labels": [it[1] for it in items]}
+        if cfg.packing:
+            cols["position_ids"] = [it[2] for it in items]
+        return collate(cols, pad_id=tok.pad_token_id)
 
     with tempfile.TemporaryDirectory() as out:
         args = training_arguments(cfg, output_dir=out, max_steps=cfg.max_steps, has_eval=False,
                                   on_gpu=False)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        model.config.use_cache = False  # as in the Ray path: packed rows need no KV cache
         meter = Throughput()
         trainer = Trainer(model=model, args=args, train_dataset=Rows(), data_collator=batch,
                           processing_class=tok, callbacks=[meter])
