@@ -8,9 +8,8 @@ them, so the numbers are comparable with eval_base's.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray import storage
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
     from cogumi_ray.config import CogumiConfig
     from cogumi_ray.data.schema import Example
     from cogumi_ray.eval.suite import SuiteScore
-
-log = logging.getLogger(__name__)
 
 BASE = "base"
 
@@ -67,15 +64,6 @@ class Uplift:
             f"{d}_other_domains_delta_pp": self.other_delta_pp,
             f"{d}_beats_base": self.beats_base,
         }
-
-
-@dataclass
-class ModifierScores:
-    rows: list[OptionRows] = field(default_factory=list)
-    uplifts: dict[str, Uplift] = field(default_factory=dict)
-
-    def flagged(self) -> list[str]:
-        return sorted(d for d, u in self.uplifts.items() if not u.beats_base)
 
 
 def _rate(score: SuiteScore, domains: set[str], inside: bool) -> float:
