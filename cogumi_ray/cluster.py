@@ -45,8 +45,9 @@ def local_system_config(cfg: RayConfig) -> dict:
     return {"num_workers_soft_limit": cpus + cfg.spare_workers}
 
 
-def init_ray(cfg: RayConfig) -> None:
-    """Start or join Ray once per process; later calls are no-ops."""
+def init_ray(cfg: RayConfig, env_vars: dict[str, str] | None = None) -> None:
+    """Start or join Ray once per process; later calls are no-ops. `env_vars` reach the workers
+    of a cluster through the job's runtime_env (a local Ray's workers inherit this process's)."""
     import ray
 
     if ray.is_initialized():
@@ -56,6 +57,8 @@ def init_ray(cfg: RayConfig) -> None:
     kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": True}
     if cfg.address:
         kwargs["address"] = cfg.address
+        if env_vars:
+            kwargs["runtime_env"] = {"env_vars": dict(env_vars)}
     else:
         kwargs["include_dashboard"] = cfg.include_dashboard
         if cfg.num_cpus:

@@ -19,6 +19,7 @@ from cogumi_ray.export.config import ExportConfig
 from cogumi_ray.generate.config import GenerateConfig
 from cogumi_ray.judge.config import DistillConfig, FailuresConfig, JudgeConfig
 from cogumi_ray.models.config import ModelConfig
+from cogumi_ray.sandbox.config import SandboxConfig
 from cogumi_ray.train.config import ModifiersConfig, TrainConfig
 
 
@@ -61,6 +62,7 @@ class RayConfig(StrictModel):
 class CogumiConfig(StrictModel):
     run: RunConfig = Field(default_factory=RunConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     suite: SuiteConfig = Field(default_factory=SuiteConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

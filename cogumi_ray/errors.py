@@ -39,3 +39,7 @@ class MissingDependencyError(CogumiError):
     def __init__(self, what: str, install: str, why: str = "") -> None:
         reason = f" ({why})" if why else ""
         super().__init__(f"{what} is not available{reason}. To resolve: {install}")
+
+
+class SandboxUnavailable(CogumiError):
+    """The machine cannot isolate untrusted code as configured (never silently weakened)."""

@@ -281,6 +281,7 @@ def run_pipeline(
         if until and s.name == until:
             break
     ctx = RunContext(cfg.run_dir, name=cfg.run.name, resume=resume)
+    env_vars = cfg.sandbox.apply()
     results: dict[str, StageOutput] = {}
     for stage in selected:
         inputs: dict[str, str] = {}
@@ -293,7 +294,7 @@ def run_pipeline(
                     raise RunError(f"stage {stage.name}: input {key} = {ref!r} does not exist")
                 inputs[key], hashes[key] = storage.absolute(ref), storage.content_hash(ref)
         if stage.uses_ray:
-            init_ray(cfg.ray)
+            init_ray(cfg.ray, env_vars)
         section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}
         fn = stage.load()
         log.info("stage %s: starting", stage.name)

@@ -65,7 +65,7 @@ def grade_suite(examples: list[Example], answers: list[str], workers: int = 2) -
     """Verify each answer with the suite's verifiers. Examples that carry no verifier data (rows
     from outside the suite) cannot be scored and are left out, with a warning.
 
-    Code answers run in sandbox processes in batches (`verify_many`); `workers` slices verify
+    Each code answer runs in a sandbox of its own (`verify_many`); `workers` slices verify
     concurrently, each thread only waiting on its own subprocesses.
     """
     from cogumi_ray.data.suite.verify import can_verify, verify_many

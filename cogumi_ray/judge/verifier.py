@@ -2,7 +2,7 @@
 
 Per row, the first check that applies:
 - HumanEval-style rows (metadata has `entry_point` and `test`): the answer's code runs against
-  the tests in the sandbox (time, memory and output limits, no network, temp dir).
+  the tests in the sandbox (a jail of its own per answer; see cogumi_ray/sandbox).
 - Task-suite rows (metadata has the generator's `task` family): the suite's own verifier.
 - GSM8K-style rows (the reference ends in `#### N`): the answer's final number must equal N
   (`#### N`, `\\boxed{N}`, "the answer is N", else the last number; compared as exact fractions).
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cogumi_ray.errors import SandboxUnavailable
 from cogumi_ray.judge.base import Judge, Judgment, text
 from cogumi_ray.judge.config import JudgeConfig
 
@@ -51,6 +52,8 @@ class VerifierJudge(Judge):
             else:
                 return Judgment("unjudged", "", self.name,
                                 error="no verifier applies (no suite metadata, tests or #### answer)")
+        except SandboxUnavailable:  # a machine that cannot isolate code stops the stage
+            raise
         except Exception as e:  # a verifier bug on one row must not sink the batch
             return Judgment("unjudged", "", self.name, error=f"verifier error: {type(e).__name__}: {e}")
         return Judgment("pass" if passed else "fail", reason, self.name)

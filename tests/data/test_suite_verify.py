@@ -25,7 +25,7 @@ def test_every_non_code_reference_passes(suite):
             assert v.passed, (e.id, e.response, v.reason)
 
 
-def test_sample_of_code_references_pass_in_one_batch(suite):
+def test_sample_of_code_references_pass(suite):
     code = random.Random(0).sample([e for e in suite if e.domain == "code"], 40)
     verdicts = verify_many(code, [e.response for e in code])
     assert all(v.passed for v in verdicts), [(e.id, v.reason) for e, v in zip(code, verdicts, strict=True)]
@@ -114,6 +114,19 @@ def test_code_answers_run_in_the_sandbox():
     assert v.reason == "failed: assert add_bonus(1) == 4"
     assert "SyntaxError" in verify(e, "def add_bonus(x) return").reason
     assert "timed out" in verify(e, "def add_bonus(x):\n    while True:\n        pass").reason
+
+
+def test_answers_cannot_influence_each_other():
+    """An answer that patches a module, a builtin or a file must not make a later wrong one pass."""
+    e = _ex("code", entry_point="fact", tests="assert fact(5) == 120")
+    patch = ("import math, builtins\nmath.factorial = lambda n: 120\nbuiltins.fact = lambda n: 120\n"
+             "open('/tmp/shared', 'w').write('120')\n"
+             "def fact(n):\n    return math.factorial(n)")
+    relies = "import math\ndef fact(n):\n    return math.factorial(n) if n != 5 else 0"
+    uses_builtin = "def helper():\n    pass"  # defines no fact: only a leaked builtin would pass
+    uses_file = "def fact(n):\n    return int(open('/tmp/shared').read())"
+    verdicts = verify_many([e] * 4, [patch, relies, uses_builtin, uses_file])
+    assert [v.passed for v in verdicts] == [True, False, False, False], verdicts
 
 
 def test_batch_survives_answers_that_kill_or_hang_it():

@@ -8,8 +8,7 @@ What each checks (using what the generator stored in example.metadata):
 - reasoning   metadata["order"]: the listed items in the same order; metadata["expected"]: exact
 - general     exact match after normalising case (unless metadata["case_sensitive"]), whitespace,
               surrounding quotes and a trailing period
-`verify_many` does the same for many pairs, running code answers in batches (one sandbox process
-per batch, a per-answer alarm) and re-running a batch one by one if the batch itself dies.
+`verify_many` does the same for many pairs; each code answer runs in a jail of its own.
 """
 
 from __future__ import annotations
@@ -148,77 +147,45 @@ def extract_code(answer: str) -> str:
     return m.group(1) if m else answer
 
 
-# Runs inside the sandbox: each answer gets fresh globals and a wall-clock alarm; results are
-# printed after a per-run nonce so an answer's own output cannot be mistaken for them.
-_BATCH = r'''
-import contextlib, io, json, signal, sys, traceback
-ITEMS = json.loads(%r)
-class _Timeout(BaseException):
-    pass
-def _alarm(*_):
-    raise _Timeout()
-signal.signal(signal.SIGALRM, _alarm)
-def _describe(e, tests):
+# Runs inside the sandbox, one jail per answer (answers never share an interpreter, so one that
+# patches a module cannot make another pass). The verdict line comes after the tests, behind a
+# per-answer marker: an answer that exits early (os._exit(0) before the tests) does not pass.
+# A deliberately adversarial answer can still fake its own pass (print the marker, or return an
+# object equal to anything); the jail protects the host and the other answers, not the score.
+_RUNNER = r'''
+import json, sys, traceback
+CODE, TESTS, MARK = json.loads(%r)
+def _describe(e):
     for fr in reversed(traceback.extract_tb(e.__traceback__)):
         if fr.filename == "tests.py" and isinstance(e, AssertionError):
-            return "failed: " + tests.splitlines()[fr.lineno - 1].strip()
+            return "failed: " + TESTS.splitlines()[fr.lineno - 1].strip()
     return (type(e).__name__ + ": " + str(e)).strip().rstrip(":")[:300]
-out = []
-for code, tests, limit in ITEMS:
-    g = {"__name__": "__answer__"}
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            signal.setitimer(signal.ITIMER_REAL, limit)
-            try:
-                exec(compile(code, "answer.py", "exec"), g)
-                exec(compile(tests, "tests.py", "exec"), g)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        out.append([True, "all %%d tests passed" %% len(tests.splitlines())])
-    except _Timeout:
-        out.append([False, "timed out after %%gs" %% limit])
-    except BaseException as e:
-        out.append([False, _describe(e, tests)])
-sys.__stdout__.write("\n%s" + json.dumps(out) + "\n")
+g = {"__name__": "__answer__"}
+try:
+    exec(compile(CODE, "answer.py", "exec"), g)
+    exec(compile(TESTS, "tests.py", "exec"), g)
+    verdict = [True, "all %%d tests passed" %% len(TESTS.splitlines())]
+except BaseException as e:
+    verdict = [False, _describe(e)]
+sys.__stdout__.write("\n" + MARK + json.dumps(verdict) + "\n")
 '''
 
 
-def _run_code_batch(items: list[tuple[str, str]], per_item_s: float) -> list[Verdict] | None:
-    """Verdicts for (code, tests) pairs, or None when the batch process died without reporting."""
+def _code(ex: Example, answer: str, per_item_s: float = 3.0) -> Verdict:
     from cogumi_ray.sandbox import run_python
 
-    nonce = f"@@cogumi-results-{secrets.token_hex(8)}@@"
-    payload = json.dumps([[c, t, per_item_s] for c, t in items])
-    result = run_python(_BATCH % (payload, nonce), timeout_s=per_item_s * len(items) + 10)
-    marker = result.stdout.rfind(nonce)
-    if marker < 0:
-        return None
-    try:
-        rows = json.loads(result.stdout[marker + len(nonce):].strip().splitlines()[0])
-    except (json.JSONDecodeError, IndexError):
-        return None
-    return [Verdict(bool(ok), str(reason)) for ok, reason in rows]
-
-
-def _code_items(ex: Example, answer: str) -> tuple[str, str]:
-    return extract_code(answer), str(ex.metadata["tests"])
-
-
-def _code(ex: Example, answer: str, per_item_s: float = 3.0) -> Verdict:
-    verdicts = _run_code_batch([_code_items(ex, answer)], per_item_s)
-    if verdicts is None:  # the process was killed: timeout inside a swallowed alarm, os._exit...
-        from cogumi_ray.sandbox import run_python
-
-        code, tests = _code_items(ex, answer)
-        # Exit code 0 alone proves nothing (the answer may call os._exit(0) before the tests),
-        # so the tests must also reach a marker the answer cannot know.
-        done = f"@@cogumi-tests-done-{secrets.token_hex(8)}@@"
-        r = run_python(f"{code}\n\n{tests}\nprint({done!r})\n", timeout_s=per_item_s)
-        if r.passed and done in r.stdout:
-            return Verdict(True, "ok")
-        return Verdict(False, f"sandbox: {r.error or 'exited before the tests finished'}")
-    return verdicts[0]
+    mark = f"@@cogumi-verdict-{secrets.token_hex(8)}@@"
+    payload = json.dumps([extract_code(answer), str(ex.metadata["tests"]), mark])
+    r = run_python(_RUNNER % payload, timeout_s=per_item_s)
+    at = r.stdout.rfind(mark)
+    if at >= 0:
+        try:
+            ok, reason = json.loads(r.stdout[at + len(mark):].strip().splitlines()[0])
+            return Verdict(bool(ok) and r.passed, str(reason) if r.passed or not ok
+                           else f"sandbox: {r.error}")
+        except (json.JSONDecodeError, IndexError, ValueError, TypeError):
+            pass
+    return Verdict(False, f"sandbox: {r.error or 'exited before the tests finished'}")
 
 
 # Dispatch -------------------------------------------------------------------------------------
@@ -254,22 +221,13 @@ def verify(example: Example, answer: str) -> Verdict:
 
 
 def verify_many(
-    examples: Sequence[Example], answers: Sequence[str], batch_size: int = 64,
-    per_item_s: float = 3.0,
+    examples: Sequence[Example], answers: Sequence[str], per_item_s: float = 3.0,
 ) -> list[Verdict]:
-    """verify() for many pairs; code answers run `batch_size` to a sandbox process."""
+    """verify() for many pairs; every code answer runs in its own sandbox."""
     if len(examples) != len(answers):
         raise DataError(f"verify_many: {len(examples)} examples but {len(answers)} answers")
-    out: list[Verdict | None] = [None] * len(examples)
-    code_idx = [i for i, e in enumerate(examples) if e.domain == "code" and can_verify(e)]
-    batched = set(code_idx)
-    for i, (ex, ans) in enumerate(zip(examples, answers, strict=True)):
-        if i not in batched:
-            out[i] = verify(ex, ans)
-    for start in range(0, len(code_idx), batch_size):
-        chunk = code_idx[start:start + batch_size]
-        verdicts = _run_code_batch([_code_items(examples[i], answers[i]) for i in chunk],
-                                   per_item_s)
-        for j, i in enumerate(chunk):
-            out[i] = verdicts[j] if verdicts else _code(examples[i], answers[i], per_item_s)
-    return [v for v in out if v is not None]
+    out = []
+    for ex, ans in zip(examples, answers, strict=True):
+        out.append(_code(ex, ans, per_item_s) if ex.domain == "code" and can_verify(ex)
+                   else verify(ex, ans))
+    return out

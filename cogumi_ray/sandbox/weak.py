@@ -1,12 +1,13 @@
-"""Run untrusted Python (model-written code, suite tests) in a limited subprocess.
+"""The weak guard, only on request (`sandbox.isolation: weak`): rlimits in a plain subprocess.
 
 Each call gets a fresh temp dir as cwd and `python -I` (no user site, no PYTHON* env, script dir
 not on sys.path). A preamble in the child sets its limits before the code runs: address space
 (RLIMIT_AS), CPU seconds, size of files written, number of processes. (Not `preexec_fn`: that may
 deadlock when the caller has threads, and the eval scorer verifies from a thread pool.) The
 wall-clock timeout kills the whole process group, so children the code spawned die too. Network is
-blocked best-effort by the same preamble replacing the socket API; this is a guard against
-accidents, not a security boundary against an adversary.
+blocked best-effort by the same preamble replacing the socket API. This is a guard against
+accidents, not a security boundary: the filesystem, `subprocess` children, raw sockets and (as
+root) the process cap are all open. The strict sandbox (`launch.py`) is the default.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from dataclasses import dataclass
-from typing import IO
+
+from cogumi_ray.sandbox.process import Capture, SandboxResult, result, wait_unreaped
 
 # Runs before the user's code (a str.format template: literal braces are doubled). Tracebacks
 # show the user's own line numbers because the code is compiled under its own file name.
@@ -54,16 +53,6 @@ _FILE_LIMIT = 16 * 1024 * 1024  # bytes any one written file may reach
 _EXTRA_PROCS = 32  # processes the code may add on top of what this user already runs
 
 
-@dataclass
-class SandboxResult:
-    passed: bool  # exit code 0
-    returncode: int | None
-    stdout: str
-    stderr: str
-    timed_out: bool
-    error: str | None  # why it failed, one line (None when it passed)
-
-
 def _user_procs() -> int:
     """Processes this uid runs now (RLIMIT_NPROC counts them all, not just the child's)."""
     uid, n = os.getuid(), 0
@@ -80,53 +69,7 @@ def _user_procs() -> int:
     return n
 
 
-def _drain(stream: IO[bytes], keep: int, sink: list[bytes], dropped: list[int]) -> None:
-    """Read a pipe to EOF, keeping the first `keep` bytes; the rest is counted and dropped so a
-    chatty child never blocks on a full pipe nor fills our memory."""
-    kept = 0
-    while chunk := stream.read(65536):
-        room = keep - kept
-        if room > 0:
-            sink.append(chunk[:room])
-            kept += min(room, len(chunk))
-        dropped[0] += max(0, len(chunk) - max(room, 0))
-    stream.close()
-
-
-def _wait_unreaped(pid: int, timeout_s: float) -> bool:
-    """Wait until `pid` exits (True) or the timeout passes (False), without reaping it."""
-    deadline = time.monotonic() + timeout_s
-    pause = 0.002
-    while True:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        if info is not None:
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, 0.05)
-
-
-def _decode(parts: list[bytes], dropped: int) -> str:
-    text = b"".join(parts).decode("utf-8", errors="replace")
-    return text + (f"\n[... {dropped} bytes truncated]" if dropped else "")
-
-
-def _why(rc: int, stderr: str, timed_out: bool, timeout_s: float) -> str | None:
-    if timed_out:
-        return f"timed out after {timeout_s:g}s"
-    if rc == 0:
-        return None
-    if rc < 0:
-        sig = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        hint = {"SIGXCPU": " (CPU time limit)", "SIGXFSZ": " (file size limit)"}.get(sig, "")
-        return f"killed by {sig}{hint}"
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not ln.startswith("[...")]
-    return lines[-1].strip()[:300] if lines else f"exit code {rc}"
-
-
-def run_python(
+def run_weak(
     code: str,
     *,
     timeout_s: float = 5.0,
@@ -150,30 +93,12 @@ def run_python(
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: the timeout kills everything it spawned
         )
-        out: list[bytes] = []
-        err: list[bytes] = []
-        out_drop, err_drop = [0], [0]
-        readers = [
-            threading.Thread(target=_drain, args=(proc.stdout, max_output_bytes, out, out_drop)),
-            threading.Thread(target=_drain, args=(proc.stderr, max_output_bytes, err, err_drop)),
-        ]
-        for t in readers:
-            t.start()
-        timed_out = not _wait_unreaped(proc.pid, timeout_s)
+        capture = Capture(proc.stdout, proc.stderr, max_output_bytes)
+        timed_out = not wait_unreaped(proc.pid, timeout_s)
         # Kill the group even after a normal exit: orphaned grandchildren must not outlive us.
         # The child is not reaped yet, so its pid (= the group id) cannot have been reused.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        for t in readers:
-            t.join(timeout=5)
-    stdout, stderr = _decode(out, out_drop[0]), _decode(err, err_drop[0])
-    rc = proc.returncode
-    return SandboxResult(
-        passed=rc == 0 and not timed_out,
-        returncode=None if timed_out else rc,
-        stdout=stdout,
-        stderr=stderr,
-        timed_out=timed_out,
-        error=_why(rc, stderr, timed_out, timeout_s),
-    )
+        stdout, stderr = capture.finish()
+    return result(proc.returncode, stdout, stderr, timed_out, timeout_s)
