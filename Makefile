@@ -17,13 +17,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DeepSpeed for the slow suite's CPU ZeRO-2/3 runs; built against the pinned CPU torch above
+# (no build isolation, which would pull a CUDA torch into the build environment).
+DS_STAMP := $(VENV)/.deepspeed
+$(DS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[deepspeed]"
+	touch $(DS_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/cogumi demo
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu"
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(DS_STAMP)
 	$(PY) -m pytest -m "slow and not gpu"
 
 bench: $(STAMP)

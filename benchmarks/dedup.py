@@ -3,6 +3,10 @@
     .venv/bin/python benchmarks/dedup.py                       # 20K rows, all engines
     .venv/bin/python benchmarks/dedup.py --rows 640000 --baseline-rows 10000 --out scale.json
 
+Each engine runs --repeats times (default 3), interleaved with the others in a rotating order,
+and is reported as the median rate with its min/max; the ratio to datasketch is the median of
+the per-round ratios, so load from other processes on a shared machine cancels out.
+
 Corpus: seeded instruction/response rows of realistic length (~3.5 KB, ~850 tokens: Zipf-
 distributed English-like prose, code blocks, arithmetic), written as Parquet. A share of rows
 are planted copies of another row of the same 5,000-row block: verbatim, case/whitespace
@@ -364,6 +368,62 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _spread(rates: list[float]) -> dict[str, Any]:
+    return {"rows_per_s": float(np.median(rates)), "rows_per_s_min": min(rates),
+            "rows_per_s_max": max(rates), "spread": max(rates) / min(rates) - 1 if rates else 0.0,
+            "runs": [round(r, 1) for r in rates]}
+
+
+def run_engines(args: argparse.Namespace, engines: list[str], corpus: Corpus, corpus_dir: Path,
+                cfg: DedupConfig) -> dict[str, Any]:
+    """Every engine --repeats times, interleaved (the order rotates each round), so a load spike
+    on a shared machine hits all engines alike; rates are medians with their min/max spread, and
+    the ratio to datasketch is the median of the per-round ratios (same round, same load)."""
+    base_rows = min(args.baseline_rows or args.rows, args.rows)
+    runners: dict[str, Any] = {}
+    if "cogumi" in engines:
+        import ray
+
+        init_ray(RayConfig(  # as `cogumi` starts a local Ray
+            num_cpus=args.num_cpus, include_dashboard=False,
+            object_store_memory_mb=int(args.object_store_gb * 1024) or None,
+        ))
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        runners["cogumi"] = lambda: run_cogumi(corpus_dir, cfg)["seconds"]
+    if {"datasketch", "rensa", "cogumi_local"} & set(engines):
+        ids, texts, base = load_texts(corpus, base_rows)
+        single = {"datasketch": lambda: run_datasketch(ids, texts, cfg)[0],
+                  "rensa": lambda: run_rensa(ids, texts, cfg)[0],
+                  "cogumi_local": lambda: run_cogumi_local(base, cfg)}
+        runners.update({k: v for k, v in single.items() if k in engines})
+    order = list(runners)
+    rates: dict[str, list[float]] = {k: [] for k in order}
+    cpu_us: dict[str, list[float]] = {k: [] for k in order}
+    for r in range(args.repeats):
+        for name in order[r % len(order):] + order[: r % len(order)]:
+            cpu0 = time.process_time()
+            secs = runners[name]()
+            rows = args.rows if name == "cogumi" else base_rows
+            rates[name].append(rows / secs)
+            cpu_us[name].append((time.process_time() - cpu0) / rows * 1e6)
+            print(f"round {r + 1}/{args.repeats} {name}: {rows / secs:.0f} rows/s "
+                  f"(load {load()[0]})", flush=True)
+    out: dict[str, Any] = {}
+    for name in order:
+        out[name] = {**_spread(rates[name]),
+                     "rows_measured": args.rows if name == "cogumi" else base_rows,
+                     "extrapolated": name != "cogumi" and base_rows < args.rows}
+        if name != "cogumi":  # CPU time of this single-threaded process: robust to other load
+            out[name]["cpu_us_per_row"] = float(np.median(cpu_us[name]))
+    if "datasketch" in rates:
+        ref = rates["datasketch"]
+        for name in order:
+            paired = [a / b for a, b in zip(rates[name], ref, strict=True)]
+            out[name]["x_datasketch"] = float(np.median(paired))
+            out[name]["x_datasketch_range"] = [min(paired), max(paired)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=20_000, help="corpus rows")
@@ -373,6 +433,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--engines", default="cogumi,cogumi_local,datasketch,rensa",
                     help="cogumi (Ray Data), cogumi_local (same algorithm, one process), ...")
     ap.add_argument("--dup-rate", type=float, default=0.1, help="share of planted copies")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs per engine, interleaved (median and spread reported)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs Ray may use")
     ap.add_argument("--object-store-gb", type=float, default=0,
@@ -395,43 +457,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["corpus"]["generate_seconds"] = time.perf_counter() - t0
     print(f"corpus: {results['corpus']}", flush=True)
 
-    engines_out: dict[str, Any] = {}
-    if "cogumi" in engines:
-        import ray
-
-        init_ray(RayConfig(  # as `cogumi` starts a local Ray
-            num_cpus=args.num_cpus, include_dashboard=False,
-            object_store_memory_mb=int(args.object_store_gb * 1024) or None,
-        ))
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        load0 = load()
-        engines_out["cogumi"] = run_cogumi(corpus_dir, cfg)
-        engines_out["cogumi"]["load"] = [load0, load()]
-        print(f"cogumi: {engines_out['cogumi']['rows_per_s']:.0f} rows/s", flush=True)
-    base_rows = min(args.baseline_rows or args.rows, args.rows)
-    if {"datasketch", "rensa", "cogumi_local"} & set(engines):
-        ids, texts, base = load_texts(corpus, base_rows)
-        runners = (("datasketch", lambda: run_datasketch(ids, texts, cfg)[0]),
-                   ("rensa", lambda: run_rensa(ids, texts, cfg)[0]),
-                   ("cogumi_local", lambda: run_cogumi_local(base, cfg)))
-        for name, fn in runners:
-            if name not in engines:
-                continue
-            load0, cpu0 = load(), time.process_time()
-            secs = fn()
-            cpu = time.process_time() - cpu0
-            # CPU time of this single-threaded process: robust to other load on a shared machine.
-            engines_out[name] = {
-                "rows_measured": base_rows, "seconds_measured": secs,
-                "rows_per_s": base_rows / secs, "seconds": secs * args.rows / base_rows,
-                "cpu_us_per_row": cpu / base_rows * 1e6, "extrapolated": base_rows < args.rows,
-                "load": [load0, load()],
-            }
-            print(f"{name}: {base_rows / secs:.0f} rows/s on {base_rows} rows", flush=True)
-    if "datasketch" in engines_out:
-        ref = engines_out["datasketch"]["rows_per_s"]
-        for e in engines_out.values():
-            e["x_datasketch"] = e["rows_per_s"] / ref
+    engines_out = run_engines(args, engines, corpus, corpus_dir, cfg)
     results["engines"] = engines_out
 
     if args.sample:

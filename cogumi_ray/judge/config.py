@@ -89,7 +89,8 @@ class JudgeConfig(StrictModel):
     )
     max_tokens: int = Field(512, ge=16, description="Max tokens of one judge reply.")
     temperature: float = Field(
-        0.0, ge=0, le=2, description="Judge sampling temperature (OpenAI/compatible judges)."
+        0.0, ge=0, le=2, description="Judge sampling temperature (OpenAI/compatible judges; "
+        "Anthropic's Messages API 2026-10-21 takes none, so setting one for it is an error)."
     )
     structured_output: Literal["off", "json_schema", "json_object"] = Field(
         "off",

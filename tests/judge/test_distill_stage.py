@@ -127,7 +127,7 @@ def test_scripted_student_and_openai_compatible_teacher(ray_session, tmp_path, s
         passed = {i for i, r in critiques.items() if r["verdict"] == "pass"}
         assert {critiques[i]["instruction"] for i in passed} == fixable
         assert all(r["failed_answer"] == "no idea" and r["critique"] for r in critiques.values())
-        assert m["self_critique_fixed"] == 2 and m["self_critique_uplift"] == round(2 / 6, 4)
+        assert m["self_critique_fixed"] == 2 and m["self_critique_fix_rate"] == round(2 / 6, 4)
 
         taught = read(str(tmp_path / "runs/d/distill/teacher"))
         assert {r["id"] for r in taught} == set(critiques) - passed  # only what was left

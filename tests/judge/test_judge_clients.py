@@ -243,3 +243,16 @@ def test_qps_limit_comes_from_config_or_the_actor_share(server):
     assert make_client(cfg).bucket.rate == 8
     assert make_client(cfg, qps=8 / 4).bucket.rate == 2  # one of 4 Ray actors
     assert make_client(make_cfg(server, "openai")).bucket is None
+
+
+def test_anthropic_takes_no_temperature_and_says_so(server):
+    from cogumi_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rejects sampling parameters"):
+        make_client(make_cfg(server, "anthropic", temperature=0.7))
+    anth = make_client(make_cfg(server, "anthropic"))
+    r0 = ChatRequest("s", (("user", "u"),), 100, 0.0)
+    r1 = ChatRequest("s", (("user", "u"),), 100, 0.9)
+    assert anth.key(r0) == anth.key(r1)  # never sent, so never keyed
+    oai = make_client(make_cfg(server, "openai"))
+    assert oai.key(r0) != oai.key(r1) and oai._params(r1)["temperature"] == 0.9

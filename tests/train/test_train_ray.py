@@ -157,3 +157,68 @@ def test_worker_killed_mid_run_resumes_from_last_checkpoint(
     # crash at step 6), not from 0, and finished
     assert result.metrics["start_step"] == 4
     assert result.metrics["steps"] == 8
+
+
+def _slow_after(step: int, released: str, reached: str):
+    """Factory of a callback that, on the first attempt, slows every step after `step` (so the
+    test has time to kill the worker from outside) until the test writes `released`."""
+
+    def make():
+        from transformers import TrainerCallback
+
+        class SlowAfter(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step > step and not os.path.exists(released):
+                    Path(reached).write_text(str(state.global_step))
+                    time.sleep(4.0)
+
+        return SlowAfter()
+
+    return make
+
+
+def _training_worker_pids() -> list[int]:
+    """Live Ray Train workers from Ray's actor table in the GCS (what the state API serves; the
+    test session runs without the dashboard that `ray.util.state` would query)."""
+    from ray._private import state
+
+    return [int(a["Pid"]) for a in state.actors().values()
+            if a["ActorClassName"] == "RayTrainWorker" and a["State"] == "ALIVE" and a.get("Pid")]
+
+
+@pytest.mark.slow  # a worker group restart: over a minute on 2 cores
+def test_worker_sigkilled_from_outside_resumes_from_last_checkpoint(
+    ray_session, tiny_model_dir, data_dir, tmp_path
+):
+    """SIGKILL of the training worker process, found through Ray's state API, as an OOM killer
+    or a lost node would do it: Ray Train restarts the group from the last checkpoint."""
+    import signal
+    import threading
+
+    from cogumi_ray.train.trainer import SFTJob, run_sft
+
+    released, reached = str(tmp_path / "released"), str(tmp_path / "reached")
+    cfg = TrainConfig(**{**FAST, "max_steps": 8, "eval_steps": 2, "save_steps": 4}, max_failures=1)
+    job = SFTJob(
+        name="sigkill", model_path=tiny_model_dir, train_path=str(data_dir / "train.parquet"),
+        val_path=str(data_dir / "val.parquet"), cfg=cfg, storage_path=str(tmp_path / "ckpt"),
+        callbacks=(_slow_after(4, released, reached),),
+    )
+    out: dict = {}
+    runner = threading.Thread(target=lambda: out.update(result=run_sft(job)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while not os.path.exists(reached) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert os.path.exists(reached), "training never got past step 4"
+    time.sleep(3)  # the controller polls workers every 2 s: let it register the step-4 checkpoint
+    pids = _training_worker_pids()
+    assert pids, "no live RayTrainWorker actor in Ray's state API"
+    Path(released).write_text("go")  # the restarted group runs at full speed
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    runner.join(timeout=600)
+    result = out["result"]
+    assert int(Path(reached).read_text()) < 8  # killed before the run could finish
+    assert result.metrics["start_step"] == 4
+    assert result.metrics["steps"] == 8

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from cogumi_ray.errors import ConfigError
 from cogumi_ray.judge.cache import JudgeCache
 from cogumi_ray.judge.clients.base import (
     ChatRequest,
@@ -31,9 +32,18 @@ def _retry_after(exc: Any) -> float | None:
 
 
 class AnthropicClient(JudgeClient):
+    # API version 2026-10-21 (SDK 2.x) removed temperature/top_p/top_k: sending one is a 400.
+    sends_temperature = False
+
     def __init__(self, cfg: JudgeConfig, cache: JudgeCache | None = None, qps: float | None = None):
         import anthropic
 
+        if "temperature" in cfg.model_fields_set and cfg.temperature != 0.0:
+            raise ConfigError(
+                f"temperature={cfg.temperature} cannot be sent to Anthropic: the Messages API "
+                "(version 2026-10-21, anthropic SDK 2.x) rejects sampling parameters. Remove the "
+                "temperature setting for Anthropic judges and teachers."
+            )
         super().__init__(cfg, cache, qps)
         self._sdk = anthropic
         self.client = anthropic.Anthropic(
@@ -44,7 +54,6 @@ class AnthropicClient(JudgeClient):
         )
 
     def _params(self, req: ChatRequest) -> dict[str, Any]:
-        # No temperature: the current Messages API (SDK 2.x) no longer takes one.
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": req.max_tokens,

@@ -124,9 +124,13 @@ class JudgeClient(ABC):
         base = f"{self.cfg.judge}:{self.model}"
         return f"{base}@{self.cfg.base_url}" if self.cfg.judge == "openai_compatible" else base
 
+    sends_temperature = True  # whether the provider's API takes a sampling temperature
+
     def key(self, req: ChatRequest) -> str:
+        # Only what is sent decides the reply: a temperature the API never sees is not keyed.
+        temperature = req.temperature if self.sends_temperature else None
         blob = json.dumps([self.judge_id, req.system, req.messages, req.max_tokens,
-                           req.temperature, req.schema], ensure_ascii=False)
+                           temperature, req.schema], ensure_ascii=False)
         return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
     def cost(self, input_tokens: int, output_tokens: int, batch: bool) -> float:

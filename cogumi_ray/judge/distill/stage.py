@@ -86,7 +86,8 @@ def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.
     ids = {str(i) for i, v in zip(got["id"], got["verdict"], strict=True) if v == "pass"}
     marker = dc.critique_marker.lower()
     m["self_critique_fixed"] = len(ids)
-    m["self_critique_uplift"] = round(len(ids) / max(1, n_critique), 4)
+    # a fix rate on training-split failures (share whose critique now verifies), not an uplift
+    m["self_critique_fix_rate"] = round(len(ids) / max(1, n_critique), 4)
     m["self_critique_with_marker"] = sum(marker in str(c).lower() for c in got[CRITIQUE])
     return sc.filter(expr="verdict == 'pass'"), ids
 
