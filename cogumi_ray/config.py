@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from cogumi_ray.compress.config import CompressConfig
 from cogumi_ray.config_base import StrictModel
 from cogumi_ray.data.config import CurateConfig, SuiteConfig
 from cogumi_ray.errors import ConfigError
@@ -20,6 +21,7 @@ from cogumi_ray.generate.config import GenerateConfig
 from cogumi_ray.judge.config import DistillConfig, FailuresConfig, JudgeConfig
 from cogumi_ray.models.config import ModelConfig
 from cogumi_ray.sandbox.config import SandboxConfig
+from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.train.config import ModifiersConfig, TrainConfig
 
 
@@ -73,7 +75,9 @@ class CogumiConfig(StrictModel):
     failures: FailuresConfig = Field(default_factory=FailuresConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     modifiers: ModifiersConfig = Field(default_factory=ModifiersConfig)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def run_dir(self) -> str:
@@ -82,7 +86,7 @@ class CogumiConfig(StrictModel):
         return join(absolute(self.run.root), self.run.name)
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config in {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
@@ -100,7 +104,7 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> CogumiConf
     try:
         return CogumiConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
+        raise ConfigError(format_errors(e, source)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CogumiConfig:

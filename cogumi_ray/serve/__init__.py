@@ -1,0 +1,1 @@
+"""Serving: the OpenAI-compatible Ray Serve graph (ingress -> router -> base + LoRA modifiers)."""

@@ -1,0 +1,165 @@
+"""llama.cpp model server: one base GGUF loaded once, LoRA GGUF adapters switched per request.
+
+The base is loaded by the batch engine (`LlamaCppEngine`: same prompt ids, chat template and
+sampler settings as `cogumi generate`). Adapters are loaded once each with
+`llama_adapter_lora_init` against the base's weights and made active with
+`llama_set_adapters_lora`, which replaces the context's whole adapter set in microseconds; no
+base reload, no second copy of the base.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from cogumi_ray.generate.config import EngineConfig, GenParams
+from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
+from cogumi_ray.serve.config import ServeConfig
+from cogumi_ray.serve.errors import ServeError
+from cogumi_ray.serve.protocol import GenResult, Prompt
+from cogumi_ray.serve.text_stream import DeltaText
+
+log = logging.getLogger(__name__)
+
+
+class LlamaCppGenerator:
+    def __init__(self, cfg: ServeConfig) -> None:
+        import llama_cpp
+
+        from cogumi_ray.generate.engines.llama_cpp import LlamaCppEngine
+
+        self._lc = llama_cpp
+        self.engine = LlamaCppEngine(EngineConfig(kind="llama_cpp", llama_cpp=cfg.llama_cpp), cfg.base or "")
+        self.llm = self.engine.llm
+        threads = cfg.llama_cpp.n_threads or self.llm.n_threads
+        # Llama() sizes prompt processing to every core of the machine (n_threads_batch); a replica
+        # owns only its share, and ggml threads spin at barriers when they outnumber free cores.
+        llama_cpp.llama_set_n_threads(self.llm.ctx, threads, threads)
+        self.model_name = cfg.served_base_name()
+        self.n_ctx = cfg.llama_cpp.n_ctx
+        self.paths = dict(cfg.adapters)
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._adapters: dict[str, Any] = {}  # name -> llama_adapter_lora pointer
+        self._active: str | None = None
+        self._lock = threading.Lock()  # one llama context: one sequence at a time
+
+    # adapters
+
+    def load_adapter(self, name: str) -> None:
+        with self._lock:
+            self._load_locked(name)
+
+    def _load_locked(self, name: str) -> Any:
+        if name in self._adapters:
+            return self._adapters[name]
+        path = self.paths.get(name)
+        if path is None:
+            raise EngineError(f"no adapter named {name!r}; configured: {sorted(self.paths)}")
+        if not os.path.isfile(path):
+            raise EngineError(f"LoRA adapter {name!r}: file {path!r} does not exist; set "
+                              f"serve.adapters.{name} to a LoRA .gguf exported for this base")
+        t0 = time.perf_counter()
+        ptr = self._lc.llama_adapter_lora_init(self.llm.model, path.encode("utf-8"))
+        if not ptr:
+            raise EngineError(f"llama.cpp cannot load {path!r} as a LoRA adapter of "
+                              f"{self.engine.model_path!r} (a LoRA GGUF for this base is needed)")
+        self._adapters[name] = ptr
+        log.info("adapter %s loaded in %.1f ms", name, 1000 * (time.perf_counter() - t0))
+        return ptr
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock:
+            ptr = self._adapters.pop(name, None)
+            if ptr is None:
+                return
+            if self._active == name:
+                self._set_active(None)
+            self._lc.llama_adapter_lora_free(ptr)
+
+    def _set_active(self, name: str | None) -> None:
+        if name == self._active:
+            return  # same weights: the cached KV prefix is still valid
+        lc = self._lc
+        if name is None:
+            rc = lc.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        else:
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(self._load_locked(name))
+            rc = lc.llama_set_adapters_lora(self.llm.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+        if rc != 0:
+            raise EngineError(f"llama.cpp could not switch to adapter {name!r} (code {rc})")
+        # Llama.generate reuses the KV cache of a matching prompt prefix; that cache was computed
+        # with the previous adapter, so it must go.
+        self.llm.reset()
+        self._active = name
+
+    # generation
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        eng = self.engine
+        tok = eng._hf_tokenizer  # set when the HF tokenizer sits beside the GGUF
+        if isinstance(prompt, str):  # raw completion: the tokenizer's own specials (BOS) only
+            if tok is not None:
+                return list(tok(prompt)["input_ids"])
+            return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        if tok is not None:
+            from cogumi_ray.models.chat import _render, encode_chat
+
+            return encode_chat(tok, _render(tok, prompt, True))
+        text = eng._formatter(messages=prompt).prompt
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def generate(self, prompt: Prompt, params: GenParams, adapter: str | None) -> GenResult:
+        for item in self.stream(prompt, params, adapter):
+            if isinstance(item, GenResult):
+                return item
+        raise AssertionError("stream ended without a result")
+
+    def stream(self, prompt: Prompt, params: GenParams, adapter: str | None) -> Iterator[str | GenResult]:
+        """The batch engine's decode loop (same sampler), yielding stop-safe text as it grows."""
+        ids = self.prompt_ids(prompt)
+        if len(ids) + params.max_new_tokens > self.n_ctx:
+            raise ServeError(400, f"The prompt is {len(ids)} tokens and max_tokens is "
+                             f"{params.max_new_tokens}; together they exceed the context window "
+                             f"of {self.n_ctx} tokens.", code="context_length_exceeded",
+                             param="messages" if isinstance(prompt, list) else "prompt")
+        with self._lock:
+            self._set_active(adapter)
+            self.llm.set_seed(params.seed)
+            delta = DeltaText(params.stop)
+            out: list[int] = []
+            hit_eos = False
+            for tok in self.llm.generate(ids, top_k=50, top_p=params.top_p, min_p=0.0,
+                                         temp=params.temperature, repeat_penalty=1.0, reset=True):
+                out.append(tok)
+                if self._lc.llama_vocab_is_eog(self._vocab, tok):
+                    hit_eos = True  # counted, not shown, as the batch engine does
+                    break
+                piece = delta.update(self._decode(out))
+                if piece:
+                    yield piece
+                if delta.stopped or len(out) >= params.max_new_tokens:
+                    break
+            text, hit_stop = cut_at_stop(self._decode(out[:-1] if hit_eos else out), params.stop)
+        rest = delta.finish(text)
+        if rest:
+            yield rest
+        reason = "stop" if hit_eos or hit_stop else "length"
+        yield GenResult(text, reason, len(ids), len(out))
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        with self._lock:
+            if self.engine.llm is None:
+                return
+            self._set_active(None)
+            for ptr in self._adapters.values():
+                self._lc.llama_adapter_lora_free(ptr)
+            self._adapters.clear()
+            self.engine.close()

@@ -1,0 +1,96 @@
+"""The Generator deployment: one backend per replica, adapters multiplexed by Ray Serve.
+
+The multiplexed model id is the modifier name ("" = the base). Serve sends a request for a
+modifier to a replica that already holds it and, past `max_adapters_per_replica`, evicts the
+least recently used adapter of that replica (its `_Held.__del__` unloads it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from cogumi_ray.generate.config import GenParams
+from cogumi_ray.serve.config import ServeConfig
+from cogumi_ray.serve.protocol import BASE, GenerationRequest, Generator, GenResult, Piece
+from cogumi_ray.serve.threads import iterate_in_thread
+
+log = logging.getLogger(__name__)
+
+
+class _Held:
+    """An adapter as Serve's multiplexer sees it; unloaded once when evicted."""
+
+    def __init__(self, backend: Generator, name: str) -> None:
+        self.backend = backend
+        self.name = name
+        self.released = False
+
+    def __del__(self) -> None:
+        # Serve calls this on eviction, and Python again when the object is collected.
+        if not self.released:
+            self.released = True
+            self.backend.unload_adapter(self.name)
+
+
+def choice_params(params: GenParams, i: int) -> GenParams:
+    return params if i == 0 else params.model_copy(update={"seed": params.seed + i})
+
+
+class ModelServer:
+    def __init__(self, cfg_dict: dict[str, Any]) -> None:
+        from ray import serve
+
+        from cogumi_ray.serve.backends import make_generator
+
+        cfg = ServeConfig.model_validate(cfg_dict)
+        if cfg.backend == "llama_cpp" and cfg.llama_cpp.n_threads is None:
+            # Serve sets OMP_NUM_THREADS to the replica's CPUs but llama.cpp ignores it.
+            threads = max(1, int(cfg.generator.num_cpus))
+            cfg.llama_cpp = cfg.llama_cpp.model_copy(update={"n_threads": threads})
+        self.backend = make_generator(cfg)
+
+        async def hold(name: str) -> _Held:
+            await asyncio.to_thread(self.backend.load_adapter, name)
+            return _Held(self.backend, name)
+
+        # Wired here, not as a decorated method, because N comes from the config.
+        self._hold = serve.multiplexed(max_num_models_per_replica=cfg.max_adapters_per_replica)(hold)
+
+    async def _adapter(self) -> str | None:
+        from ray import serve
+
+        name = serve.get_multiplexed_model_id()
+        if not name or name == BASE:
+            return None
+        await self._hold(name)
+        return name
+
+    async def generate(self, request: GenerationRequest) -> list[GenResult]:
+        adapter = await self._adapter()
+        return [
+            await asyncio.to_thread(self.backend.generate, request.prompt,
+                                    choice_params(request.params, i), adapter)
+            for i in range(request.n)
+        ]
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        adapter = await self._adapter()
+        for i in range(request.n):
+            params = choice_params(request.params, i)
+
+            def pieces(params: GenParams = params) -> Any:
+                return self.backend.stream(request.prompt, params, adapter)
+
+            # aclosing: a cancelled stream stops the decoding thread now, not at garbage collection
+            async with aclosing(iterate_in_thread(pieces)) as items:
+                async for item in items:
+                    yield Piece(i, done=item) if isinstance(item, GenResult) else Piece(i, text=item)
+
+    def __del__(self) -> None:  # Serve calls it when the replica stops
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
