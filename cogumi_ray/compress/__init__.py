@@ -1,0 +1,1 @@
+"""Model compression: lossless packing of weight files and llama.cpp K-quants of GGUF models."""
