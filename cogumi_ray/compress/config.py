@@ -1,0 +1,95 @@
+"""Config section `compress`: pruning, recovery, the two quantisation branches, packing, tuning."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from cogumi_ray.config_base import StrictModel
+from cogumi_ray.train.config import EarlyStoppingConfig, TrainConfig
+
+
+def _default_recovery() -> TrainConfig:
+    # A short continuation on the hardest rows: few steps, lower lr, no eval (masks are the point).
+    return TrainConfig(
+        max_steps=60, learning_rate=5e-4, warmup_ratio=0.1, eval_steps=60, save_steps=60,
+        logging_steps=10, early_stopping=EarlyStoppingConfig(enabled=False), prompt_loss=False,
+    )
+
+
+class SparsityConfig(StrictModel):
+    """Share of weights zeroed per layer group (0 = leave the group dense)."""
+
+    attention: float = Field(0.6, ge=0, lt=1, description="q/k/v/o projections.")
+    mlp: float = Field(0.7, ge=0, lt=1, description="gate/up/down projections.")
+    embeddings: float = Field(
+        0.5, ge=0, lt=1, description="Input embedding rows' weights, by magnitude (SparseGPT and "
+        "Wanda prune Linear layers only). lm_head is never pruned; a tied lm_head keeps the "
+        "embeddings dense.",
+    )
+
+
+class PruneConfig(StrictModel):
+    enabled: bool = Field(True, description="Prune before quantising.")
+    method: Literal["sparsegpt", "wanda"] = Field(
+        "sparsegpt", description="llm-compressor one-shot pruning modifier."
+    )
+    sparsity: SparsityConfig = Field(default_factory=SparsityConfig)
+    mask_structure: str = Field(
+        "0:0", description="'0:0' unstructured, or N:M (e.g. '2:4': 2 of every 4 weights zero)."
+    )
+    calibration_rows: int = Field(128, ge=1, description="Curated train rows for calibration.")
+    max_seq_len: int = Field(256, ge=16, description="Calibration sequence length (tokens).")
+    recover: bool = Field(True, description="Recovery fine-tuning with the masks held fixed.")
+    recovery: TrainConfig = Field(default_factory=_default_recovery)
+    replay_rows: int = Field(
+        2000, ge=0, description="Curated train rows mixed into recovery after the hardest rows "
+        "(distill's failure corrections), so recovery does not only learn the failures.",
+    )
+
+    @field_validator("mask_structure")
+    @classmethod
+    def _nm(cls, v: str) -> str:
+        n, sep, m = v.partition(":")
+        if not sep or not n.isdigit() or not m.isdigit() or (int(m) and int(n) >= int(m)):
+            raise ValueError("mask_structure must be '0:0' (unstructured) or 'N:M' with N < M")
+        return v
+
+
+class AWQConfig(StrictModel):
+    enabled: Literal["auto", "on", "off"] = Field(
+        "auto", description="GPU branch: AWQ + W4A16 via llm-compressor. auto = only where CUDA "
+        "is present; on = also on CPU (slow, but the checkpoint reloads and generates on CPU).",
+    )
+    scheme: str = Field("W4A16", description="llm-compressor quantisation preset scheme.")
+    group_size: int = Field(128, ge=16, description="Weights per quantisation group (W4A16).")
+
+
+class CalibrationConfig(StrictModel):
+    enabled: bool = Field(True, description="Fit temperature + Platt scaling of the confidence.")
+    first_tokens: int = Field(5, ge=1, le=64, description="Generated tokens the features read.")
+    max_rows: int = Field(300, ge=20, description="Validation rows used to fit.")
+    bins: int = Field(10, ge=2, le=50, description="Bins of the ECE and reliability diagram.")
+
+
+class CompressConfig(StrictModel):
+    """`cogumi compress`: what each compression step buys, per branch, measured."""
+
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+    kquants: list[str] = Field(
+        default_factory=lambda: ["Q5_K_M", "Q4_K_M"],
+        description="CPU/edge branch: llama.cpp types made from the f16 GGUF of the (pruned) model "
+        "(Q5_K_M 'desktop', Q4_K_M 'mobile'; any llama.cpp type by name).",
+    )
+    imatrix: str | None = Field(None, description="Importance-matrix file for the K-quants.")
+    strict_kquants: bool = Field(
+        True, description="Fail when llama.cpp silently fell back to another type for a matrix."
+    )
+    awq: AWQConfig = Field(default_factory=AWQConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    pack_level: int = Field(19, ge=1, le=22, description="zstd level of the lossless packs.")
+    eval_limit: int | None = Field(
+        None, ge=1, description="Score each variant on the first N held-out rows; None = all."
+    )
+    ppl_rows: int = Field(200, ge=1, description="Held-out responses the perplexity reads.")
