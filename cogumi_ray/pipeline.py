@@ -199,6 +199,21 @@ STAGES: tuple[Stage, ...] = (
         ),
     ),
     Stage(
+        name="compress",
+        target="cogumi_ray.compress.stage:run",
+        sections=("compress", "generate", "eval"),
+        inputs=lambda cfg: {
+            "model": FINAL_MODEL,
+            "train": "curate.train",
+            "hard": "distill.dataset",
+            "val": "curate.val",
+            "test": f"curate.{cfg.eval.suite_split}",
+        },
+        command=("compress",),
+        help="Prune (llm-compressor) + masked recovery, GGUF K-quants, AWQ on GPU, lossless "
+        "packing; size, perplexity, pass rate and tokens/s of every variant.",
+    ),
+    Stage(
         name="modifiers",
         target="cogumi_ray.train.modifier_stage:run",
         sections=("modifiers", "generate", "eval"),

@@ -62,8 +62,9 @@ class AWQConfig(StrictModel):
         "auto", description="GPU branch: AWQ + W4A16 via llm-compressor. auto = only where CUDA "
         "is present; on = also on CPU (slow, but the checkpoint reloads and generates on CPU).",
     )
-    scheme: str = Field("W4A16", description="llm-compressor quantisation preset scheme.")
-    group_size: int = Field(128, ge=16, description="Weights per quantisation group (W4A16).")
+    scheme: str = Field(
+        "W4A16", description="llm-compressor preset scheme (W4A16: int4 weights in groups of 128)."
+    )
 
 
 class CalibrationConfig(StrictModel):
@@ -71,6 +72,21 @@ class CalibrationConfig(StrictModel):
     first_tokens: int = Field(5, ge=1, le=64, description="Generated tokens the features read.")
     max_rows: int = Field(300, ge=20, description="Validation rows used to fit.")
     bins: int = Field(10, ge=2, le=50, description="Bins of the ECE and reliability diagram.")
+
+
+class SparsityTuneConfig(StrictModel):
+    """`cogumi compress --tune`: Ray Tune picks per-group sparsity and the K-quant type."""
+
+    enabled: bool = Field(False, description="Search before compressing; the stage then uses the "
+                          "chosen recipe instead of prune.sparsity and kquants.")
+    num_samples: int = Field(8, ge=1, description="Trials (random search over the choices).")
+    max_concurrent: int = Field(2, ge=1, description="Trials at once (one CPU each).")
+    attention: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.6])
+    mlp: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7])
+    embeddings: list[float] = Field(default_factory=lambda: [0.0, 0.5])
+    kquants: list[str] = Field(default_factory=lambda: ["Q5_K_M", "Q4_K_M"])
+    calibration_rows: int = Field(32, ge=1, description="Calibration rows per trial's pruning.")
+    ppl_rows: int = Field(60, ge=1, description="Validation responses each trial's perplexity reads.")
 
 
 class CompressConfig(StrictModel):
@@ -88,8 +104,16 @@ class CompressConfig(StrictModel):
     )
     awq: AWQConfig = Field(default_factory=AWQConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    max_drop_pp: float = Field(
+        2.0, ge=0, description="Largest held-out pass-rate drop (percentage points) vs the dense "
+        "base that the chosen GGUF may have.",
+    )
+    max_ppl_increase: float = Field(
+        0.03, ge=0, description="Largest relative perplexity increase the chosen GGUF may have.",
+    )
     pack_level: int = Field(19, ge=1, le=22, description="zstd level of the lossless packs.")
     eval_limit: int | None = Field(
         None, ge=1, description="Score each variant on the first N held-out rows; None = all."
     )
     ppl_rows: int = Field(200, ge=1, description="Held-out responses the perplexity reads.")
+    tune: SparsityTuneConfig = Field(default_factory=SparsityTuneConfig)

@@ -143,7 +143,9 @@ def prune_model(src: str, dst: str, rows: list[dict[str, Any]], cfg: PruneConfig
             _magnitude_prune_(model.get_input_embeddings().weight, cfg.sparsity.embeddings)
     report = measure(model, cfg)
     check(report, tied)
-    model.save_pretrained(dst)
+    # Dense safetensors with zeros (not compressed-tensors' sparse format): the GGUF exporter,
+    # the trainer and every engine read it as a plain HF folder.
+    model.save_pretrained(dst, save_compressed=False)
     tok.save_pretrained(dst)
     report.seconds = time.perf_counter() - t0
     log.info("prune: %s", report.metrics())

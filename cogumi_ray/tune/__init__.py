@@ -1,0 +1,1 @@
+"""Ray Tune searches: compression sparsity (sparsity.py) and router thresholds."""
