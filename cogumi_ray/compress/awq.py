@@ -37,6 +37,9 @@ def _no_pinning_without_accelerator() -> Iterator[None]:
 def awq_quantize(src: str, dst: str, rows: list[dict[str, Any]], cfg: AWQConfig,
                  max_seq_len: int = 256) -> str:
     """AWQ-smooth then quantise every Linear but lm_head to `cfg.scheme`; returns `dst`."""
+    from cogumi_ray.compress.prune import quiet_llmcompressor
+
+    quiet_llmcompressor()
     from llmcompressor import oneshot
     from llmcompressor.modifiers.awq import AWQModifier
 

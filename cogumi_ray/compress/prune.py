@@ -52,6 +52,14 @@ def group_of(name: str) -> str | None:
     return None
 
 
+def quiet_llmcompressor() -> None:
+    """llm-compressor logs every layer's error at INFO to the console (hundreds of lines per
+    run); keep warnings unless the user asked for its level. Must run before its first import."""
+    import os
+
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
+
+
 def calibration_dataset(tokenizer: Any, rows: list[dict[str, Any]], max_seq_len: int) -> Any:
     """A `datasets.Dataset` of token ids, one chat-formatted training example per row."""
     from datasets import Dataset
@@ -120,6 +128,7 @@ def check(report: PruneReport, tied: bool) -> None:
 
 def prune_model(src: str, dst: str, rows: list[dict[str, Any]], cfg: PruneConfig) -> PruneReport:
     """Prune the HF folder `src` into `dst` (a dense HF folder with zeros) and verify it."""
+    quiet_llmcompressor()
     from llmcompressor import oneshot
 
     from cogumi_ray.models.load import load_model_and_tokenizer
