@@ -67,12 +67,6 @@ def init_ray(cfg: RayConfig, env_vars: dict[str, str] | None = None) -> None:
             kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024 * 1024
         kwargs["_system_config"] = local_system_config(cfg)
     ctx = ray.init(**kwargs)
-    # Ray's own helper processes (Ray Train's placement-group cleaner, job clients) find "the"
-    # cluster by RAY_ADDRESS or a scan of running ones; with a second Ray on the machine the
-    # scan is ambiguous and they fail, so point them at ours.
-    address = (getattr(ctx, "address_info", None) or {}).get("address")
-    if address:
-        os.environ.setdefault("RAY_ADDRESS", address)
     url = getattr(ctx, "dashboard_url", None)
     log.info("ray: %s%s", ray.cluster_resources(), f"; dashboard http://{url}" if url else "")
     if tune_data_for_small_cluster(cfg.small_cluster_cpus):
