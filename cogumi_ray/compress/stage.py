@@ -237,12 +237,54 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         if v.gen_tok_s is not None:
             m[f"{key}.gen_tok_s"], m[f"{key}.prompt_tok_s"] = v.gen_tok_s, v.prompt_tok_s
     m["chosen"] = chosen.name
+    outputs_extra = {}
+    if cc.calibration.enabled and inputs.get("val"):
+        outputs_extra["calibrator"] = calibrate_confidence(
+            cfg, chosen.path, inputs["model"], inputs["val"], out, m)
     report_path = storage.join(out, "report.json")
     storage.atomic_write_text(report_path, json.dumps(
         {"metrics": m, "variants": table, "chosen": chosen.name}, indent=2, default=str))
     outputs = {"gguf": chosen.path, "ggufs": storage.join(out, "gguf"), "report": report_path,
-               "model": branches.get("pruned", inputs["model"])}
+               "model": branches.get("pruned", inputs["model"]), **outputs_extra}
     return StageOutput(outputs=outputs, metrics=m)
+
+
+def calibrate_confidence(cfg: CogumiConfig, gguf: str, tokenizer_dir: str, val: str, out: str,
+                         m: dict[str, Any]) -> str:
+    """Fit temperature/Platt scaling of the served GGUF's confidence against its own verifier
+    verdicts on validation rows; the calibrator JSON (read by the router) is returned."""
+    import numpy as np
+
+    from cogumi_ray.compress import calibration as cal
+    from cogumi_ray.compress.variants import engine_for
+    from cogumi_ray.eval.stage import read_examples
+    from cogumi_ray.eval.suite import score_suite
+
+    c = cfg.compress.calibration
+    examples = read_examples(val)[: c.max_rows]
+    engine = engine_for("gguf", gguf)
+    try:
+        s = score_suite(engine, examples, params=cfg.eval.params, batch_size=cfg.eval.batch_size,
+                        workers=cfg.eval.exec_workers)
+    finally:
+        engine.close()
+    passed = {it.id: it.passed for it in s.items}
+    rows = [e for e in examples if e.id in passed]
+    labels = np.array([int(passed[e.id]) for e in rows])
+    ids = cal.chat_token_ids(tokenizer_dir, [e.instruction for e in rows])
+    feats = cal.gguf_features(gguf, ids, c.first_tokens)
+    fit, held = cal.split_rows(labels, seed=cfg.run.seed)
+    report = cal.calibrate(feats[fit], labels[fit], feats[held], labels[held], bins=c.bins)
+    path = report.best.save(storage.local_path(storage.join(out, "calibrator.json")))
+    cal.reliability_plot(storage.local_path(storage.join(out, "reliability.png")),
+                         cal.raw_confidence(feats[held]), report.best.predict(feats[held]),
+                         labels[held], bins=c.bins)
+    storage.atomic_write_json(storage.join(out, "calibration.json"), report.as_dict())
+    m["calibration_chosen"] = report.chosen
+    for kind, vals in report.metrics.items():
+        m[f"calibration_{kind}_ece"] = round(vals["ece"], 4)
+    m["calibration_rows"] = len(rows)
+    return path
 
 
 def _tuned(cfg: CogumiConfig, inputs: dict[str, str], out: str, m: dict[str, Any]) -> CogumiConfig:

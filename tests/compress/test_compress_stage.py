@@ -56,7 +56,7 @@ def splits(tmp_path_factory):
     out = tmp_path_factory.mktemp("compress_data")
     rows = [e.to_row() for e in generate_suite(SuiteConfig(examples_per_domain=40))]
     paths = {}
-    for name, part in (("train", rows[::2]), ("test", rows[1::2])):
+    for name, part in (("train", rows[::3]), ("val", rows[1::3]), ("test", rows[2::3])):
         paths[name] = str(out / f"{name}.parquet")
         pq.write_table(pa.Table.from_pylist(part, schema=arrow_schema()), paths[name])
     return paths
@@ -78,7 +78,8 @@ def test_compress_stage_end_to_end(ray_session, tiny_sft_model_dir, splits, tmp_
                                "per_device_batch_size": 4, "max_seq_len": 128}},
         "eval_limit": 10, "ppl_rows": 6, "pack_level": 3, "awq": {"enabled": "off"}}})
     out = run(cfg, RunContext(str(tmp_path / "run")), {
-        "model": tiny_sft_model_dir, "train": splits["train"], "test": splits["test"]})
+        "model": tiny_sft_model_dir, "train": splits["train"], "val": splits["val"],
+        "test": splits["test"]})
     m = out.metrics
     stage_dir = tmp_path / "run" / "compress"
 
@@ -118,6 +119,14 @@ def test_compress_stage_end_to_end(ray_session, tiny_sft_model_dir, splits, tmp_
     assert variants["pruned/hf"]["packed_bytes"] < variants["pruned/hf"]["size_bytes"]
     assert os.path.exists(out.outputs["gguf"]) and m["chosen"] in variants
     assert (stage_dir / "size_vs_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # calibration of the served GGUF's confidence on validation rows
+    from cogumi_ray.compress.calibration import Calibrator
+
+    cal = Calibrator.load(out.outputs["calibrator"])
+    assert cal.kind in ("temperature", "platt") and m["calibration_rows"] >= 30
+    assert (stage_dir / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert 0 <= m["calibration_raw_ece"] <= 1
 
 
 @pytest.mark.slow  # llm-compressor's AWQ grid search on CPU
