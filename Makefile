@@ -27,7 +27,15 @@ $(DS_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cogumi demo
 
-test: $(STAMP)
+# Headless Chromium renders the run report in the tests (Debian package `chromium`, installed
+# once with apt-get; sudo only when not root).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -m "not slow and not gpu"
 
 test-slow: $(STAMP) $(DS_STAMP)

@@ -1,0 +1,229 @@
+"""The run report (cogumi_ray.reports): a synthetic run built through RunContext, with a finished,
+a failed, a missing and a malformed stage; the numbers in report.html / report.md must be the
+ones in the stage files, the HTML must be self-contained, and headless Chromium must render it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cogumi_ray.runs import RunContext, StageOutput
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[1]
+
+CURATE_REPORT = {
+    "balance": {"rows_in": 1000, "quarantined": 40, "filtered": 60, "duplicates": 100, "rows_out": 800},
+    "quarantine_reasons": {"bad_json": 40},
+    "filters": [
+        {"filter": "length", "rows_in": 960, "rows_out": 910, "dropped": {"too_long": 30, "too_short": 20},
+         "counts": {}},
+        {"filter": "language", "rows_in": 910, "rows_out": 900, "dropped": {"non_english": 10},
+         "counts": {}},
+    ],
+    "dedup": {"rows_in": 900, "rows_out": 800, "exact_dropped": 70, "near_dropped": 30, "clusters": 25,
+              "exact_clusters": 70, "candidate_pairs": 321, "verified_pairs": 31,
+              "cluster_examples": [
+                  {"kept": "math-1", "kind": "exact", "size": 2,
+                   "members": [{"id": "math-1", "snippet": "What is 2 + 2?\n4"},
+                               {"id": "math-1-dup", "snippet": "What is 2 + 2?\n4"}]},
+                  {"kept": "gen-7", "kind": "near", "size": 2,
+                   "members": [{"id": "gen-7", "snippet": "Capital of Peru?\nLima"},
+                               {"id": "gen-7-near", "snippet": "Capital of  Peru? \nLima"}]}]},
+    "splits": {"train": {"rows": 780, "by_domain": {"math": 400, "code": 380}},
+               "test": {"rows": 20, "by_domain": {"math": 10, "code": 10}}},
+}
+# 8 held-out items: math easy 2/2, math hard 0/2, code easy 1/2, code hard 0/2 -> 3/8.
+ITEMS = [("math", "easy", True), ("math", "easy", True), ("math", "hard", False), ("math", "hard", False),
+         ("code", "easy", True), ("code", "easy", False), ("code", "hard", False), ("code", "hard", False)]
+SCORE = {"pass_rate": 0.375, "passed": 3, "total": 8, "pass_rate.math": 0.5, "total.math": 4,
+         "pass_rate.code": 0.25, "total.code": 4, "pass_rate.easy": 0.75, "total.easy": 4,
+         "pass_rate.hard": 0.0, "total.hard": 4}
+VARIANTS = [
+    {"name": "dense/hf", "branch": "dense", "kind": "hf", "size_bytes": 10493112, "packed_bytes": 8791286,
+     "perplexity": 1.6776, "pass_rate": 0.4, "extra": {"passed": 4, "total": 10}},
+    {"name": "dense/Q4_K_M", "branch": "dense", "kind": "gguf", "size_bytes": 1733312,
+     "packed_bytes": 1661992, "perplexity": 1.6796, "pass_rate": 0.3, "gen_tok_s": 4644.5,
+     "extra": {"passed": 3, "total": 10}},
+]
+
+
+def _write_json(path: Path, obj: object) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def _items_parquet(path: Path) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "benchmark": ["suite"] * len(ITEMS), "id": [f"x{i}" for i in range(len(ITEMS))],
+        "passed": [p for _, _, p in ITEMS],
+        "group": [json.dumps({"domain": d, "difficulty": f}) for d, f, _ in ITEMS],
+    }), path)
+    return str(path)
+
+
+def _trainer_state(stage_dir: Path) -> None:
+    history = [{"step": s, "loss": 6.0 / s} for s in range(1, 11)]
+    history += [{"step": 5, "eval_loss": 1.5}, {"step": 10, "eval_loss": 0.9}]
+    _write_json(stage_dir / "checkpoints" / "train_base" / "checkpoint_000" / "checkpoint"
+                / "trainer_state.json", {"global_step": 10, "log_history": history})
+
+
+def make_run(root: Path) -> str:
+    """A run whose manifest is written by RunContext.run_stage, as the pipeline writes it."""
+    ctx = RunContext(str(root / "synthetic"), name="synthetic")
+
+    def stage(name: str, fn) -> None:
+        ctx.run_stage(name, fn, config={"stage": name})
+
+    def curate() -> StageOutput:
+        p = _write_json(Path(ctx.stage_dir("curate")) / "report.json", CURATE_REPORT)
+        return StageOutput({"report": p}, {"rows_in": 1000, "rows_out": 800})
+
+    def train_base() -> StageOutput:
+        d = Path(ctx.stage_dir("train_base"))
+        _trainer_state(d)
+        (d / "model").mkdir(exist_ok=True)
+        return StageOutput({"model": str(d / "model")},
+                           {"steps": 10, "train_loss": 0.6, "eval_loss": 0.9, "tokens_per_s": 1234.5})
+
+    def eval_base() -> StageOutput:
+        d = Path(ctx.stage_dir("eval_base"))
+        return StageOutput({"score": _write_json(d / "score.json", SCORE),
+                            "items": _items_parquet(d / "items.parquet")}, dict(SCORE))
+
+    def failures() -> StageOutput:  # a truncated file, as a crash mid-write would leave it
+        p = Path(ctx.stage_dir("failures")) / "report.json"
+        p.write_text('{"failures": 12, "clusters": [')
+        return StageOutput({"report": str(p)}, {"failures": 12})
+
+    def compress() -> StageOutput:
+        d = Path(ctx.stage_dir("compress"))
+        _write_json(d / "variants.json", VARIANTS)
+        rep = _write_json(d / "report.json", {"variants": VARIANTS, "chosen": "dense/Q4_K_M"})
+        return StageOutput({"report": rep}, {"chosen": "dense/Q4_K_M", "dense_q4_k_m.size_mb": 1.653})
+
+    def modifiers() -> StageOutput:
+        raise RuntimeError("adapter training diverged")
+
+    for name, fn in (("curate", curate), ("train_base", train_base), ("eval_base", eval_base),
+                     ("failures", failures), ("compress", compress)):
+        stage(name, fn)
+    with pytest.raises(RuntimeError):
+        stage("modifiers", modifiers)
+    return ctx.run_dir
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[str, str, str]:
+    from cogumi_ray.reports import build_report
+
+    run_dir = make_run(tmp_path_factory.mktemp("report"))
+    html_path, md_path = build_report(run_dir)
+    return run_dir, html_path, md_path
+
+
+def test_html_has_the_measured_numbers(report):
+    _, html_path, _ = report
+    html = Path(html_path).read_text()
+    assert "37.5% (3/8)" in html  # base pass rate, score.json
+    assert "100.0% (2/2)" in html and "50.0% (1/2)" in html  # math/easy, code/easy cells
+    assert "1.653 MiB" in html and "10.007 MiB" in html  # variant sizes, variants.json
+    assert "30.0% (3/10)" in html  # a variant's pass rate
+    for n in ("1,000", "960", "910", "800"):  # funnel rows in/out, curate/report.json
+        assert f">{n}<" in html
+    assert "math-1-dup" in html  # a duplicate-cluster example
+    assert "1234" in html  # training throughput from the manifest
+
+
+def test_html_is_self_contained_with_png_figures(report):
+    import matplotlib.image as mpimg
+
+    html = Path(report[1]).read_text()
+    assert 'src="http' not in html and 'href="http' not in html
+    assert "<script" not in html and "<link" not in html
+    blobs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(blobs) >= 4  # funnel, loss curve, heatmap, waterfall, timings
+    for b in blobs:
+        png = base64.b64decode(b)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert mpimg.imread(io.BytesIO(png), format="png").size > 0
+
+
+def test_markdown_has_same_tables_and_assets(report):
+    run_dir, _, md_path = report
+    md = Path(md_path).read_text()
+    for value in ("37.5% (3/8)", "50.0% (1/2)", "1.653 MiB", "30.0% (3/10)", "1,000"):
+        assert value in md
+    refs = re.findall(r"\]\((report_assets/[^)]+\.png)\)", md)
+    assert refs
+    for ref in refs:
+        assert (Path(run_dir) / ref).read_bytes().startswith(b"\x89PNG")
+
+
+def test_missing_failed_and_malformed_stages(report):
+    _, html_path, md_path = report
+    for text in (Path(html_path).read_text(), Path(md_path).read_text()):
+        assert "distill: not run" in text
+        assert "modifiers: not run to completion" in text and "adapter training diverged" in text
+        assert "failures/report.json is not valid JSON" in text
+    html = Path(html_path).read_text()
+    assert 'class="warnings"' in html
+    assert 'id="router"' not in html  # no router stage: no section at all
+
+
+def test_main_prints_paths_and_fails_cleanly_without_a_run(report, tmp_path, capsys):
+    from cogumi_ray.reports import main
+
+    assert main(report[0]) == 0
+    out = capsys.readouterr().out
+    assert "report.html" in out and "report.md" in out
+    assert main(str(tmp_path / "nothing")) == 1
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_chromium_renders_the_report(report, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("install Debian's chromium (make test installs it)")
+    import matplotlib.image as mpimg
+
+    shot = tmp_path / "report.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+           Path(report[1]).resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.exists(), f"no screenshot (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    assert shot.stat().st_size > 20_000
+    pixels = mpimg.imread(str(shot))
+    assert pixels.shape[:2] == (2000, 1280)
+    assert pixels[..., :3].std() > 0.05  # not a blank page
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copy(shot, artifacts / "report.png")
+
+
+def test_a_section_that_crashes_becomes_a_warning(report, monkeypatch, tmp_path):
+    from cogumi_ray.reports import build
+
+    run_dir = shutil.copytree(report[0], tmp_path / "run")  # leave the shared run's report alone
+
+    def broken(run):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(build, "SECTIONS", (("Data funnel", broken), *build.SECTIONS[1:]))
+    html_path, _ = build.build_report(str(run_dir))
+    html = Path(html_path).read_text()
+    assert "section &#x27;Data funnel&#x27; could not be built" in html
+    assert "37.5% (3/8)" in html  # the other sections are still there
