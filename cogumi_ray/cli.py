@@ -1,4 +1,4 @@
-"""`cogumi`: one CLI, one sub-command per stage plus `demo` and `pipeline`.
+"""`cogumi`: one CLI, one sub-command per stage plus `demo`, `pipeline`, `serve`, `pack`/`unpack`.
 
 Only the standard library and the config are imported at start-up, so `cogumi --help` is instant;
 each stage imports its heavy libraries when it runs.
@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from cogumi_ray.compress.pack_cli import add_cli as add_pack_cli
 from cogumi_ray.errors import CogumiError
 
 
@@ -27,7 +28,8 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _add_common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+def _add_common(p: argparse.ArgumentParser, config_required: bool = False,
+                runs_stages: bool = True) -> None:
     if config_required:
         p.add_argument("config", help="pipeline config YAML (see configs/demo.yaml)")
     else:
@@ -36,6 +38,8 @@ def _add_common(p: argparse.ArgumentParser, config_required: bool = False) -> No
     p.add_argument("--root", default=None, help="runs root dir or URI (overrides run.root)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_steps=10 (repeatable)")
+    if not runs_stages:
+        return
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="re-run STAGE even if its config and inputs are unchanged (repeatable)")
     p.add_argument("--resume", action="store_true",
@@ -79,7 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar=opt.flag.lstrip("-").upper(),
                            action="append" if opt.many else "store", default=None)
         p.set_defaults(handler=_cmd_pipeline, only=[stage.name, *stage.then], until=None)
+    add_pack_cli(sub)
+    _add_serve(sub)
     return parser
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve a finished run's models behind an OpenAI-compatible API (Ray Serve)",
+        description="Serve the run's GGUF (the compress stage's if any, else export_gguf's) with "
+        "its modifiers' LoRA GGUFs on llama.cpp, or the HF base with its PEFT adapters (--backend "
+        "hf). The config's serve: section applies; what it sets explicitly wins over the run.")
+    _add_common(p, runs_stages=False)
+    p.add_argument("--host", default=None, help="address to listen on (default: serve.host)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port)")
+    p.add_argument("--backend", choices=("llama_cpp", "hf"), default=None,
+                   help="model server (default: serve.backend, llama_cpp)")
+    p.add_argument("--no-block", dest="block", action="store_false",
+                   help="return once deployed (the app lives as long as its Ray cluster: a local "
+                   "Ray ends with this process)")
+    p.set_defaults(handler=_cmd_serve)
 
 
 def _load(args: argparse.Namespace):
@@ -104,6 +127,36 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume)
     print_summary(cfg.run_dir)
     return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import time
+
+    from ray import serve
+
+    from cogumi_ray.cluster import init_ray
+    from cogumi_ray.serve.app import start
+    from cogumi_ray.serve.from_run import serve_config_for_run, usage_lines
+
+    cfg = _load(args)
+    scfg = serve_config_for_run(cfg, config_path=args.config, backend=args.backend,
+                                host=args.host, port=args.port)
+    init_ray(cfg.ray)
+    try:
+        url = start(scfg)
+        print("\n".join(usage_lines(scfg, url)), flush=True)
+        if not args.block:
+            return 0  # only a deployed app is left running
+        print("\nserving; Ctrl-C to stop", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:  # also while deploying: the proxy may answer before run() returns
+        print("stopping Serve ...", file=sys.stderr)
+        serve.shutdown()  # replicas close their engines; the HTTP proxy frees the port
+        return 0
+    except BaseException:
+        serve.shutdown()  # a failed deployment must not keep restarting replicas on a cluster
+        raise
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

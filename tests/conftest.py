@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from testkit import random_peft_adapter, tiny_pairs  # noqa: F401 - re-exported for fixtures
 
 # Tests must never reach a model hub; everything they load is built or shipped by the project.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,26 +28,6 @@ def ray_session():
         ))
     yield ray
     ray.shutdown()
-
-
-def tiny_pairs(n: int = 240) -> list[tuple[str, str]]:
-    """Deterministic suite-like (instruction, response) pairs for building test models."""
-    import random
-
-    rng = random.Random(0)
-    pairs: list[tuple[str, str]] = []
-    for i in range(n):
-        a, b = rng.randint(0, 99), rng.randint(0, 99)
-        kind = i % 3
-        if kind == 0:
-            pairs.append((f"What is {a} + {b}? Answer with the number only.", str(a + b)))
-        elif kind == 1:
-            xs = [rng.randint(0, 9) for _ in range(4)]
-            pairs.append((f"Sort the list {xs} in ascending order.", str(sorted(xs))))
-        else:
-            pairs.append((f"Write a Python function add_{a}(x) that returns x + {a}.",
-                          f"def add_{a}(x):\n    return x + {a}"))
-    return pairs
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +79,35 @@ def tiny_sft_model_dir(tiny_model_dir, tmp_path_factory) -> str:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+ADAPTER_SEEDS = {"code": 1, "math": 2}
+
+
+@pytest.fixture(scope="session")
+def serve_gguf(tiny_sft_model_dir, tmp_path_factory) -> str:
+    """The tiny SFT model as an f32 GGUF: llama.cpp then matches HF (+PEFT) logits to ~1e-6, so
+    greedy answers agree."""
+    from cogumi_ray.export.gguf_export import export_gguf
+
+    out = tmp_path_factory.mktemp("serve_gguf") / "tiny-sft.gguf"
+    return export_gguf(tiny_sft_model_dir, str(out), outtype="f32").path
+
+
+@pytest.fixture(scope="session")
+def peft_adapters(tiny_sft_model_dir, tmp_path_factory) -> dict[str, str]:
+    """Two LoRA modifiers of the tiny SFT model (random PEFT adapters), by name."""
+    root = tmp_path_factory.mktemp("peft_adapters")
+    return {name: random_peft_adapter(tiny_sft_model_dir, str(root / name), seed)
+            for name, seed in ADAPTER_SEEDS.items()}
+
+
+@pytest.fixture(scope="session")
+def lora_ggufs(peft_adapters, tiny_sft_model_dir, tmp_path_factory) -> dict[str, str]:
+    """`peft_adapters` as f32 llama.cpp LoRA GGUFs, by name."""
+    from cogumi_ray.export.lora_gguf import export_lora_gguf
+
+    root = tmp_path_factory.mktemp("lora_ggufs")
+    return {name: export_lora_gguf(path, tiny_sft_model_dir, str(root / f"{name}-lora.gguf"),
+                                   outtype="f32").path
+            for name, path in peft_adapters.items()}

@@ -47,3 +47,79 @@ def test_unknown_force_stage_is_an_error(tmp_path, capsys):
 def test_status_of_missing_run(tmp_path, capsys):
     assert main(["pipeline", "status", "--root", str(tmp_path)]) == 2
     assert "no run" in capsys.readouterr().err
+
+
+def test_pack_and_unpack_are_wired(tmp_path, capsys):
+    src = tmp_path / "adapter"
+    src.mkdir()
+    (src / "adapter_config.json").write_text('{"r": 4}')
+    archive, out = str(tmp_path / "a.cgpk"), tmp_path / "restored"
+    assert main(["pack", str(src), "-o", archive, "--threads", "1"]) == 0
+    assert main(["unpack", archive, "-o", str(out), "--threads", "1"]) == 0
+    assert (out / "adapter_config.json").read_text() == '{"r": 4}'
+    assert main(["unpack", archive]) == 2 and "--verify" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fake_finished_run(run_dir: str, gguf: str, code_lora: str) -> None:
+    """A run whose export_gguf and modifiers stages finished, recorded as the pipeline does."""
+    import os
+    import shutil
+
+    from cogumi_ray.runs import RunContext, StageOutput
+
+    ctx = RunContext(run_dir)
+    model = shutil.copy(gguf, os.path.join(ctx.stage_dir("export_gguf"), "model-f32.gguf"))
+    ctx.run_stage("export_gguf", lambda: StageOutput({"gguf": model}, {"outtype": "f32"}),
+                  {"export": {"gguf_outtype": "f32"}})
+    adapters = os.path.join(ctx.stage_dir("modifiers"), "adapters")
+    os.makedirs(adapters)
+    lora = shutil.copy(code_lora, os.path.join(adapters, "code.gguf"))
+    ctx.run_stage("modifiers", lambda: StageOutput(
+        {"adapters": adapters, "code_adapter_gguf": lora},
+        {"domains": ["code"], "code_adapter_gguf_mb": round(os.path.getsize(lora) / 2**20, 3)},
+    ), {"modifiers": {"domains": ["code"]}})
+
+
+def test_serve_a_finished_run_answers_the_openai_sdk(ray_session, serve_gguf, lora_ggufs, tmp_path,
+                                                      capsys):
+    openai = pytest.importorskip("openai")
+    from ray import serve
+
+    _fake_finished_run(str(tmp_path / "fake"), serve_gguf, lora_ggufs["code"])
+    port = _free_port()
+    argv = ["serve", "--root", str(tmp_path), "--name", "fake", "--port", str(port), "--no-block",
+            "--set", "serve.llama_cpp.n_threads=1", "--set", "serve.llama_cpp.n_ctx=512"]
+    try:
+        assert main(argv) == 0
+        printed = capsys.readouterr().out
+        url = f"http://127.0.0.1:{port}/v1"
+        assert f"at {url}" in printed and "models: model-f32, cogumi, cogumi:code" in printed
+        assert f"curl {url}/chat/completions" in printed and "from openai import OpenAI" in printed
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list()] == ["model-f32", "cogumi", "cogumi:code"]
+        r = client.chat.completions.create(
+            model="cogumi:code", max_tokens=8, temperature=0,
+            messages=[{"role": "user", "content": "What is 48 + 17? Answer with the number only."}])
+        assert r.model == "cogumi:code" and r.choices[0].finish_reason in ("stop", "length")
+        assert r.usage.completion_tokens >= 1
+    finally:
+        serve.shutdown()
+
+
+def test_serve_without_a_gguf_names_the_command(tmp_path, capsys):
+    from cogumi_ray.runs import RunContext
+
+    assert main(["serve", "--root", str(tmp_path), "--name", "fake"]) == 2
+    assert "no run at" in capsys.readouterr().err
+    RunContext(str(tmp_path / "fake"))  # a run where nothing has finished yet
+    assert main(["serve", "--root", str(tmp_path), "--name", "fake"]) == 2
+    err = capsys.readouterr().err
+    assert "no GGUF to serve" in err and "cogumi export gguf --name fake" in err and "--backend hf" in err

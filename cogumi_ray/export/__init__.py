@@ -1,1 +1,2 @@
-"""Model format export: HF Llama folders to GGUF (for llama.cpp generation, compression, serving)."""
+"""Model format export: HF Llama folders to GGUF, and PEFT LoRA adapters to llama.cpp LoRA GGUFs
+(for llama.cpp generation, compression, serving)."""

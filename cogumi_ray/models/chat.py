@@ -29,6 +29,12 @@ def build_prompt(tokenizer: Any, instruction: str) -> str:
     return _render(tokenizer, [{"role": "user", "content": instruction}], True)
 
 
+def build_chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """Chat-formatted text of a whole conversation (system/user/assistant turns), ending with the
+    assistant turn opener: what a served model continues. Encode it with `encode_chat`."""
+    return _render(tokenizer, messages, True)
+
+
 def build_sft_pair(tokenizer: Any, instruction: str, response: str) -> tuple[str, str]:
     """(prompt text, full text) for SFT: full = prompt + response + end of turn, ending with EOS.
 

@@ -1,7 +1,8 @@
 """Stage "modifiers" (`cogumi modifiers train --domain D`): one PEFT LoRA adapter per domain.
 
 Each adapter trains on the model later stages use (the base after distillation) with the same
-Ray Train machinery as the base and is saved as a PEFT folder `adapters/<domain>/`; with
+Ray Train machinery as the base and is saved as a PEFT folder `adapters/<domain>/` and as a
+llama.cpp LoRA GGUF `adapters/<domain>.gguf` (f16, for `cogumi serve`'s llama.cpp backend); with
 `modifiers.merge`, base+adapter is also saved as a plain HF folder `merged/<domain>/`. The
 training set is filtered by domain: by default the distill stage's set (the base's judged
 failures with their self-critique/teacher corrections), or any Example Parquet named by
@@ -48,6 +49,19 @@ def _merge(base: str, checkpoint: Any, out: str) -> None:
             fs.put(local_out.rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
 
 
+def _export_gguf(adapter_dir: str, base: str, out: str) -> Any:
+    """The adapter as a llama.cpp LoRA GGUF, or None (logged) when the base cannot have one: the
+    PEFT folder is the stage's product, and the HF serve backend needs nothing more."""
+    from cogumi_ray.errors import ModelError
+    from cogumi_ray.export.lora_gguf import export_lora_gguf
+
+    try:
+        return export_lora_gguf(adapter_dir, base, out, outtype="f16")
+    except ModelError as e:
+        log.warning("modifier %s: no LoRA GGUF (%s)", os.path.basename(adapter_dir), e)
+        return None
+
+
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     from cogumi_ray.runs import StageOutput
     from cogumi_ray.train.base_stage import checkpoint_root
@@ -79,6 +93,10 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         result = run_sft(job)
         adapter_dir = export_checkpoint(result.checkpoint, storage.join(adapters, domain))
         trained[domain] = adapter_dir
+        gguf = _export_gguf(adapter_dir, inputs["model"], storage.join(adapters, f"{domain}.gguf"))
+        if gguf is not None:
+            outputs[f"{domain}_adapter_gguf"] = gguf.path
+            metrics[f"{domain}_adapter_gguf_mb"] = round(gguf.bytes / 2**20, 3)
         if mods.merge:
             outputs["merged"] = storage.join(stage_dir, "merged")
             _merge(inputs["model"], result.checkpoint, storage.join(outputs["merged"], domain))

@@ -38,7 +38,7 @@ def f16_gguf(tiny_model_dir, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def narrow_gguf(tmp_path_factory) -> str:
     """intermediate 320: ffn_down rows (320) are not a multiple of 256, every other row (256) is."""
-    from conftest import tiny_pairs
+    from testkit import tiny_pairs
 
     from cogumi_ray.export.gguf_export import export_gguf
     from cogumi_ray.models.config import ModelConfig, TinyLlamaSpec

@@ -21,7 +21,7 @@ def test_apply_recipe_sets_sparsity_and_puts_the_kquant_first():
 
 @pytest.mark.slow  # four real trials (prune + GGUF + K-quant + perplexity) on Ray Tune
 def test_tune_picks_the_smallest_feasible_recipe(ray_session, tiny_sft_model_dir, tmp_path):
-    from conftest import tiny_pairs
+    from testkit import tiny_pairs
 
     from cogumi_ray.tune.sparsity import tune_sparsity
 

@@ -28,7 +28,7 @@ ROWS = [{"id": str(i), "instruction": f"What is {i} + {i}?", "response": str(2 *
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    from conftest import tiny_pairs
+    from testkit import tiny_pairs
 
     from cogumi_ray.export.gguf_export import export_gguf
     from cogumi_ray.models.config import ModelConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import tiny_pairs
+from testkit import tiny_pairs
 
 from cogumi_ray.config import CogumiConfig
 from cogumi_ray.data.schema import Example, arrow_schema

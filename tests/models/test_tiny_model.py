@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from cogumi_ray.errors import ModelError
-from cogumi_ray.models.chat import build_prompt, build_sft_pair, encode_chat
+from cogumi_ray.models.chat import build_chat_prompt, build_prompt, build_sft_pair, encode_chat
 from cogumi_ray.models.config import ModelConfig, TinyLlamaSpec
 from cogumi_ray.models.load import load_model_and_tokenizer, load_tokenizer
 from cogumi_ray.models.tokenizer import EOS, SPECIAL_TOKENS, train_tokenizer
@@ -65,6 +65,19 @@ def test_chat_template_prompt_is_prefix_and_full_ends_with_eos(tiny_model_dir):
     assert tok.decode(f_ids[len(p_ids):], skip_special_tokens=True) == "5"
 
 
+def test_chat_prompt_of_a_conversation_continues_its_turns(tiny_model_dir):
+    tok = load_tokenizer(tiny_model_dir)
+    ask = [{"role": "user", "content": "What is 2 + 3?"}]
+    assert build_chat_prompt(tok, ask) == build_prompt(tok, "What is 2 + 3?")
+    _, full = build_sft_pair(tok, "What is 2 + 3?", "5")
+    chat = [{"role": "system", "content": "Be brief."}, *ask, {"role": "assistant", "content": "5"},
+            {"role": "user", "content": "And 3 + 4?"}]
+    text = build_chat_prompt(tok, chat)
+    assert text.count(tok.bos_token) == 1 and "Be brief." in text and text.endswith("<|assistant|>\n")
+    assert text.index("What is 2 + 3?") < text.index("5") < text.index("And 3 + 4?")
+    assert build_chat_prompt(tok, chat[1:3]).rstrip().startswith(full[: -len(EOS)].rstrip())
+
+
 def test_chat_errors(tiny_model_dir):
     tok = load_tokenizer(tiny_model_dir)
     with pytest.raises(Exception, match="unknown chat role"):
@@ -72,6 +85,8 @@ def test_chat_errors(tiny_model_dir):
     tok.chat_template = None
     with pytest.raises(ModelError, match="no chat template"):
         build_prompt(tok, "hi")
+    with pytest.raises(ModelError, match="no chat template"):
+        build_chat_prompt(tok, [{"role": "user", "content": "hi"}])
 
 
 def test_tiny_model_shapes_are_k_quantisable(tiny_model_dir):

@@ -96,7 +96,7 @@ def test_deepspeed_zero_trains_on_cpu(stage, ray_session, tiny_model_dir, tmp_pa
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
-    from conftest import tiny_pairs
+    from testkit import tiny_pairs
 
     from cogumi_ray.data.schema import Example, arrow_schema
     from cogumi_ray.models.load import load_model_and_tokenizer

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import tiny_pairs
+from testkit import tiny_pairs
 
 from cogumi_ray.config import CogumiConfig
 from cogumi_ray.data.schema import Example, arrow_schema
@@ -104,6 +104,10 @@ def test_modifier_stage_gives_peft_adapter_and_merged_model(
         assert torch.allclose(merged(ids).logits, peft_model(ids).logits, atol=1e-4)
     assert out.metrics["math_train_rows"] == 32 and out.metrics["math_rank"] == 4
     assert math.isfinite(out.metrics["math_eval_loss"])
+    # ... and the same adapter as a llama.cpp LoRA GGUF (f16) for the llama.cpp serve backend
+    lora_gguf = out.outputs["math_adapter_gguf"]
+    assert lora_gguf == os.path.join(out.outputs["adapters"], "math.gguf")
+    assert out.metrics["math_adapter_gguf_mb"] == round(os.path.getsize(lora_gguf) / 2**20, 3) > 0
 
 
 def test_modifier_stage_rejects_a_domain_without_enough_examples(

@@ -100,9 +100,9 @@ class HFGenerator:
         tok = self.tokenizer
         if isinstance(prompt, str):
             return list(tok(prompt)["input_ids"])
-        from cogumi_ray.models.chat import _render, encode_chat
+        from cogumi_ray.models.chat import build_chat_prompt, encode_chat
 
-        return encode_chat(tok, _render(tok, prompt, True))
+        return encode_chat(tok, build_chat_prompt(tok, prompt))
 
     def generate(self, prompt: Prompt, params: GenParams, adapter: str | None) -> GenResult:
         for item in self.stream(prompt, params, adapter):

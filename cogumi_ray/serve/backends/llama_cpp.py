@@ -107,9 +107,9 @@ class LlamaCppGenerator:
                 return list(tok(prompt)["input_ids"])
             return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         if tok is not None:
-            from cogumi_ray.models.chat import _render, encode_chat
+            from cogumi_ray.models.chat import build_chat_prompt, encode_chat
 
-            return encode_chat(tok, _render(tok, prompt, True))
+            return encode_chat(tok, build_chat_prompt(tok, prompt))
         text = eng._formatter(messages=prompt).prompt
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 

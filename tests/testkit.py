@@ -1,0 +1,52 @@
+"""Plain helpers shared by the tests (import with `from testkit import ...`). They live outside
+conftest.py because several test folders have a conftest of their own, and `from conftest import`
+would pick whichever was imported last."""
+
+from __future__ import annotations
+
+
+def tiny_pairs(n: int = 240) -> list[tuple[str, str]]:
+    """Deterministic suite-like (instruction, response) pairs for building test models."""
+    import random
+
+    rng = random.Random(0)
+    pairs: list[tuple[str, str]] = []
+    for i in range(n):
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        kind = i % 3
+        if kind == 0:
+            pairs.append((f"What is {a} + {b}? Answer with the number only.", str(a + b)))
+        elif kind == 1:
+            xs = [rng.randint(0, 9) for _ in range(4)]
+            pairs.append((f"Sort the list {xs} in ascending order.", str(sorted(xs))))
+        else:
+            pairs.append((f"Write a Python function add_{a}(x) that returns x + {a}.",
+                          f"def add_{a}(x):\n    return x + {a}"))
+    return pairs
+
+
+def random_peft_adapter(base_dir: str, out_dir: str, seed: int, rank: int = 4, std: float = 0.1,
+                        **lora_kwargs) -> str:
+    """A PEFT LoRA on q/k/v/o/gate/up/down with random (non-zero) A and B: a visible change.
+
+    PEFT initialises B to zero (the adapter starts as a no-op); training would move it, here we
+    draw it so that the adapted model answers differently from the base. A small `std` keeps the
+    adapted distributions peaked: with near-ties, llama.cpp's f16 KV cache could pick another
+    greedy token than PEFT in f32. `lora_kwargs` go to LoraConfig (e.g. use_rslora=True).
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    lora = {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                               "down_proj"], **lora_kwargs}
+    peft = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                            bias="none", task_type="CAUSAL_LM", **lora))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+    peft.save_pretrained(out_dir)
+    return out_dir
