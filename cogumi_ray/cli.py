@@ -79,12 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = parent.add_parser(leaf, help=stage.help, description=stage.help)
         _add_common(p)
         for opt in stage.options:
+            if opt.switch:  # a bare flag that sets its key to True (`compress --tune`)
+                p.add_argument(opt.flag, dest=f"opt::{opt.key}", help=opt.help,
+                               action="store_const", const=True, default=None)
+                continue
             p.add_argument(opt.flag, dest=f"opt::{opt.key}", type=opt.type, help=opt.help,
                            metavar=opt.flag.lstrip("-").upper(),
                            action="append" if opt.many else "store", default=None)
         p.set_defaults(handler=_cmd_pipeline, only=[stage.name, *stage.then], until=None)
     add_pack_cli(sub)
     _add_serve(sub)
+    rep = sub.add_parser("report", help="write runs/<name>/report.html and report.md of a run")
+    _add_common(rep, runs_stages=False)
+    rep.set_defaults(handler=_cmd_report)
     return parser
 
 
@@ -124,9 +131,21 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from cogumi_ray.report import print_summary
 
     cfg = _load(args)
-    run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume)
-    print_summary(cfg.run_dir)
+    try:
+        run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume)
+    finally:  # a failed stage still leaves a summary and a report that show the failure
+        print_summary(cfg.run_dir)
+        if args.cmd in ("demo", "pipeline"):
+            from cogumi_ray.reports import main as report_main
+
+            report_main(cfg.run_dir)
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from cogumi_ray.reports import main as report_main
+
+    return report_main(_load(args).run_dir)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ class Option:
     help: str
     type: Callable[[str], Any] = str
     many: bool = False
+    switch: bool = False  # a bare flag that sets the key to True
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,8 @@ STAGES: tuple[Stage, ...] = (
         command=("compress",),
         help="Prune (llm-compressor) + masked recovery, GGUF K-quants, AWQ on GPU, lossless "
         "packing; size, perplexity, pass rate and tokens/s of every variant.",
+        options=(Option("--tune", "compress.tune.enabled",
+                        "search sparsity + K-quant with Ray Tune first", switch=True),),
     ),
     Stage(
         name="modifiers",

@@ -123,3 +123,22 @@ def test_serve_without_a_gguf_names_the_command(tmp_path, capsys):
     assert main(["serve", "--root", str(tmp_path), "--name", "fake"]) == 2
     err = capsys.readouterr().err
     assert "no GGUF to serve" in err and "cogumi export gguf --name fake" in err and "--backend hf" in err
+
+
+def test_compress_tune_is_a_bare_flag():
+    from cogumi_ray.cli import _load, build_parser
+
+    assert _load(build_parser().parse_args(["compress", "--tune"])).compress.tune.enabled is True
+    assert _load(build_parser().parse_args(["compress"])).compress.tune.enabled is False
+
+
+def test_report_command_writes_the_report_of_a_run(tmp_path, capsys):
+    from cogumi_ray.cli import main
+    from cogumi_ray.runs import RunContext, StageOutput
+
+    ctx = RunContext(str(tmp_path / "r"), name="r")
+    ctx.run_stage("eval_base", lambda: StageOutput(outputs={}, metrics={"pass_rate": 0.25}), {}, {})
+    assert main(["report", "--root", str(tmp_path), "--name", "r"]) == 0
+    out = capsys.readouterr().out
+    assert "report.html" in out and (tmp_path / "r" / "report.html").exists()
+    assert main(["report", "--root", str(tmp_path), "--name", "missing"]) == 1
