@@ -7,6 +7,7 @@ each stage imports its heavy libraries when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -128,18 +129,28 @@ def _load(args: argparse.Namespace):
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from cogumi_ray.pipeline import run_pipeline
-    from cogumi_ray.report import print_summary
 
     cfg = _load(args)
     try:
         run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume)
-    finally:  # a failed stage still leaves a summary and a report that show the failure
-        print_summary(cfg.run_dir)
-        if args.cmd in ("demo", "pipeline"):
-            from cogumi_ray.reports import main as report_main
-
-            report_main(cfg.run_dir)
+    except BaseException:
+        # A failed stage still leaves a summary and a report that show the failure, but never
+        # hides the error itself (e.g. when it failed before any stage wrote a manifest).
+        with contextlib.suppress(CogumiError):
+            _summarise(args, cfg.run_dir)
+        raise
+    _summarise(args, cfg.run_dir)
     return 0
+
+
+def _summarise(args: argparse.Namespace, run_dir: str) -> None:
+    from cogumi_ray.report import print_summary
+
+    print_summary(run_dir)
+    if args.cmd in ("demo", "pipeline"):
+        from cogumi_ray.reports import main as report_main
+
+        report_main(run_dir)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
