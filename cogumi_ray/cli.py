@@ -110,6 +110,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-block", dest="block", action="store_false",
                    help="return once deployed (the app lives as long as its Ray cluster: a local "
                    "Ray ends with this process)")
+    p.add_argument("--ui", action="store_true",
+                   help="also start the chat UI (Gradio, the `ui` extra) on --ui-port")
+    p.add_argument("--ui-port", type=int, default=7860, help="chat UI port (default 7860)")
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -169,22 +172,37 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from cogumi_ray.serve.from_run import serve_config_for_run, usage_lines
 
     cfg = _load(args)
+    if args.ui and not args.block:
+        raise CogumiError("--ui needs a blocking `cogumi serve`: the UI lives in this process "
+                          "(drop --no-block, or run `python -m cogumi_ray.serve.ui` beside it)")
     scfg = serve_config_for_run(cfg, config_path=args.config, backend=args.backend,
                                 host=args.host, port=args.port)
     init_ray(cfg.ray)
+    ui = None
     try:
         url = start(scfg)
         print("\n".join(usage_lines(scfg, url)), flush=True)
         if not args.block:
             return 0  # only a deployed app is left running
+        if args.ui:
+            from cogumi_ray.serve.ui import launch_ui
+
+            keys = sorted(scfg.resolved_api_keys())
+            ui = launch_ui(url, keys[0] if keys else None, host=scfg.host, port=args.ui_port,
+                           block=False)
+            print(f"chat UI: {ui.local_url}", flush=True)
         print("\nserving; Ctrl-C to stop", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:  # also while deploying: the proxy may answer before run() returns
         print("stopping Serve ...", file=sys.stderr)
+        if ui is not None:
+            ui.close()
         serve.shutdown()  # replicas close their engines; the HTTP proxy frees the port
         return 0
     except BaseException:
+        if ui is not None:
+            ui.close()
         serve.shutdown()  # a failed deployment must not keep restarting replicas on a cluster
         raise
 

@@ -142,3 +142,10 @@ def test_report_command_writes_the_report_of_a_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "report.html" in out and (tmp_path / "r" / "report.html").exists()
     assert main(["report", "--root", str(tmp_path), "--name", "missing"]) == 1
+
+
+def test_serve_ui_needs_a_blocking_serve(tmp_path, capsys):
+    from cogumi_ray.cli import main
+
+    assert main(["serve", "--root", str(tmp_path), "--ui", "--no-block"]) == 2
+    assert "--ui needs a blocking" in capsys.readouterr().err

@@ -23,6 +23,12 @@ from cogumi_ray.generate.config import GenParams
 from cogumi_ray.serve import openai_schema as oa
 from cogumi_ray.serve.config import LimitsConfig, ServeConfig
 from cogumi_ray.serve.errors import ServeError, bad_request
+from cogumi_ray.serve.feedback import (
+    FeedbackRecord,
+    FeedbackRequest,
+    FeedbackStore,
+    RingBufferFeedbackStore,
+)
 from cogumi_ray.serve.gate import Gate, error_response
 from cogumi_ray.serve.limits import (
     Authenticator,
@@ -38,14 +44,18 @@ T = TypeVar("T")
 
 
 def build_api(cfg: ServeConfig, upstream: Upstream, key_digests: frozenset[str] = frozenset(),
-              *, echo_request_id: bool = True) -> FastAPI:
-    """The app; `echo_request_id=False` behind Serve's proxy, which sets x-request-id itself."""
+              *, echo_request_id: bool = True, feedback: FeedbackStore | None = None) -> FastAPI:
+    """The app; `echo_request_id=False` behind Serve's proxy, which sets x-request-id itself.
+
+    `feedback` keeps the ratings of POST /v1/feedback (default: a ring buffer in this process).
+    """
     app = FastAPI(title="cogumi", version="1", docs_url=None, redoc_url=None)
     app.add_middleware(Gate, auth=Authenticator(key_digests), limiter=RateLimiter(cfg.rate_limit),
                        limits=cfg.limits, echo_request_id=echo_request_id)
     _add_error_handlers(app)
     started = int(time.time())
     limits = cfg.limits
+    ratings: FeedbackStore = feedback if feedback is not None else RingBufferFeedbackStore()
 
     async def within_deadline(aw: Awaitable[T], deadline: float) -> T:
         try:
@@ -114,6 +124,12 @@ def build_api(cfg: ServeConfig, upstream: Upstream, key_digests: frozenset[str] 
         prompts = body.prompts()
         check_prompt_chars(sum(len(p) for p in prompts), limits, "prompt")
         return await answer(request, body, list(prompts), chat=False)
+
+    @app.post("/v1/feedback")
+    async def post_feedback(body: FeedbackRequest) -> dict[str, Any]:
+        record = FeedbackRecord.from_request(body)
+        await _guarded(ratings.add(record))
+        return {"object": "feedback", **record.as_dict()}  # the receipt: what was stored
 
     return app
 

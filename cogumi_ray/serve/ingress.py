@@ -15,8 +15,9 @@ from cogumi_ray.serve.protocol import Decision, GenerationRequest, Piece, Routed
 
 
 def unwrap(error: BaseException) -> BaseException:
-    """The exception a replica raised, out of Ray's wrappers; Serve's overload errors as 503."""
-    from ray.exceptions import RayTaskError
+    """The exception a replica raised, out of Ray's wrappers; Serve's overload errors and a
+    replica that died under the request as 503 (retryable: Serve is starting a new one)."""
+    from ray.exceptions import RayActorError, RayTaskError
     from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
     seen = 0
@@ -26,6 +27,9 @@ def unwrap(error: BaseException) -> BaseException:
         return ServeError(*error.args)  # a plain copy, not Ray's dual-class wrapper
     if isinstance(error, (BackPressureError, DeploymentUnavailableError)):
         return ServeError(503, f"The model server is overloaded or starting: {error}",
+                          type="server_error", code="unavailable", headers={"retry-after": "1"})
+    if isinstance(error, RayActorError):  # a replica killed mid-request (OOM, node lost)
+        return ServeError(503, "The model server restarted while answering; retry the request.",
                           type="server_error", code="unavailable", headers={"retry-after": "1"})
     return error
 

@@ -43,6 +43,7 @@ def choice_params(params: GenParams, i: int) -> GenParams:
 class ModelServer:
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
         from ray import serve
+        from ray.serve import metrics
 
         from cogumi_ray.serve.backends import make_generator
 
@@ -59,6 +60,13 @@ class ModelServer:
 
         # Wired here, not as a decorated method, because N comes from the config.
         self._hold = serve.multiplexed(max_num_models_per_replica=cfg.max_adapters_per_replica)(hold)
+        # Streams abandoned mid-way (client gone, request cancelled): proof that a disconnect
+        # stops decoding, in Prometheus and, per replica, through `stats()`.
+        self._cancelled_metric = metrics.Counter(
+            "cogumi_cancelled_generations",
+            description="Streamed generations stopped before their end (client gone).")
+        self._cancelled = 0
+        self._cancelled_pieces: list[int] = []  # pieces sent before each cancel, last 100
 
     async def _adapter(self) -> str | None:
         from ray import serve
@@ -79,16 +87,32 @@ class ModelServer:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
         adapter = await self._adapter()
-        for i in range(request.n):
-            params = choice_params(request.params, i)
+        sent = 0
+        try:
+            for i in range(request.n):
+                params = choice_params(request.params, i)
 
-            def pieces(params: GenParams = params) -> Any:
-                return self.backend.stream(request.prompt, params, adapter)
+                def pieces(params: GenParams = params) -> Any:
+                    return self.backend.stream(request.prompt, params, adapter)
 
-            # aclosing: a cancelled stream stops the decoding thread now, not at garbage collection
-            async with aclosing(iterate_in_thread(pieces)) as items:
-                async for item in items:
-                    yield Piece(i, done=item) if isinstance(item, GenResult) else Piece(i, text=item)
+                # aclosing: a cancelled stream stops the decoding thread now, not at garbage
+                # collection
+                async with aclosing(iterate_in_thread(pieces)) as items:
+                    async for item in items:
+                        sent += 1
+                        yield Piece(i, done=item) if isinstance(item, GenResult) else Piece(i, text=item)
+        except (GeneratorExit, asyncio.CancelledError):
+            # aclose() (the router stopped reading) or task cancellation (Serve, client gone);
+            # the decoding thread has stopped by now (aclosing waited for it).
+            self._cancelled += 1
+            self._cancelled_pieces = [*self._cancelled_pieces[-99:], sent]
+            self._cancelled_metric.inc()
+            raise
+
+    async def stats(self) -> dict[str, Any]:
+        """This replica's counters (tests and operators reach it with a deployment handle)."""
+        return {"cancelled_generations": self._cancelled,
+                "cancelled_after_pieces": list(self._cancelled_pieces)}
 
     def __del__(self) -> None:  # Serve calls it when the replica stops
         backend = getattr(self, "backend", None)
