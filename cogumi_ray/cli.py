@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar=opt.flag.lstrip("-").upper(),
                            action="append" if opt.many else "store", default=None)
         p.set_defaults(handler=_cmd_pipeline, only=[stage.name, *stage.then], until=None)
+    hf = groups["export"].add_parser(
+        "hf", help="a Hugging Face model-repo folder of the run (card with measured numbers)")
+    _add_common(hf, runs_stages=False)
+    hf.add_argument("--out", default=None, help="folder to write (default: <run>/hf)")
+    hf.add_argument("--push", default=None, metavar="REPO", help="upload to this Hub repo id")
+    hf.add_argument("--public", action="store_true", help="create the Hub repo public")
+    hf.add_argument("--token-env", default="HF_TOKEN", help="env var holding the Hub token")
+    hf.set_defaults(handler=_cmd_export_hf)
     add_pack_cli(sub)
     _add_serve(sub)
     rep = sub.add_parser("report", help="write runs/<name>/report.html and report.md of a run")
@@ -154,6 +162,21 @@ def _summarise(args: argparse.Namespace, run_dir: str) -> None:
         from cogumi_ray.reports import main as report_main
 
         report_main(run_dir)
+
+
+def _cmd_export_hf(args: argparse.Namespace) -> int:
+    from cogumi_ray import storage
+    from cogumi_ray.export.hf_repo import export_hf_repo, push_to_hub
+
+    cfg = _load(args)
+    default = (storage.join(cfg.run_dir, "hf") if storage.is_local(cfg.run_dir)
+               else f"{cfg.run.name}-hf")
+    out = export_hf_repo(cfg.run_dir, args.out or default, config=cfg)
+    print(f"hf repo folder: {out}")
+    if args.push:
+        push_to_hub(out, args.push, args.token_env, private=not args.public)
+        print(f"pushed to {args.push}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

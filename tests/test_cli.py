@@ -149,3 +149,10 @@ def test_serve_ui_needs_a_blocking_serve(tmp_path, capsys):
 
     assert main(["serve", "--root", str(tmp_path), "--ui", "--no-block"]) == 2
     assert "--ui needs a blocking" in capsys.readouterr().err
+
+
+def test_export_hf_is_wired(tmp_path, capsys):
+    from cogumi_ray.cli import main
+
+    assert main(["export", "hf", "--root", str(tmp_path), "--name", "missing"]) == 2
+    assert "error:" in capsys.readouterr().err
