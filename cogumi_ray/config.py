@@ -20,6 +20,7 @@ from cogumi_ray.export.config import ExportConfig
 from cogumi_ray.generate.config import GenerateConfig
 from cogumi_ray.judge.config import DistillConfig, FailuresConfig, JudgeConfig
 from cogumi_ray.models.config import ModelConfig
+from cogumi_ray.route.config import RouterConfig
 from cogumi_ray.sandbox.config import SandboxConfig
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.train.config import ModifiersConfig, TrainConfig
@@ -75,6 +76,7 @@ class CogumiConfig(StrictModel):
     failures: FailuresConfig = Field(default_factory=FailuresConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     modifiers: ModifiersConfig = Field(default_factory=ModifiersConfig)
+    route: RouterConfig = Field(default_factory=RouterConfig)
     compress: CompressConfig = Field(default_factory=CompressConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)

@@ -231,6 +231,19 @@ STAGES: tuple[Stage, ...] = (
         options=(Option("--domain", "modifiers.domains", "domain to train (repeatable)", many=True),),
     ),
     Stage(
+        name="router",
+        target="cogumi_ray.route.stage:run",
+        sections=("route",),
+        inputs=lambda cfg: {"scores": "modifiers.scores", "val": "curate.val",
+                            "test": f"curate.{cfg.eval.suite_split}"},
+        command=("router", "train"),
+        help="Learned router (MLP / kNN / logistic regression on MiniLM+PCA, temperature-"
+        "calibrated) on the modifiers' per-row verdicts; RouteLLM-style report; escalation "
+        "detector.",
+        options=(Option("--tune", "route.tune.enabled",
+                        "tune the cut and progressive thresholds with Ray Tune", switch=True),),
+    ),
+    Stage(
         name="export_gguf",
         target="cogumi_ray.export.stage:run",
         sections=("export",),

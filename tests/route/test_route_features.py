@@ -1,0 +1,42 @@
+"""The featurizer: PCA basis from training rows, extras standardised, session numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cogumi_ray.errors import DataError
+from cogumi_ray.route.features import Featurizer, SessionState, session_vector
+
+OPTIONS = ["base", "code", "math"]
+
+
+def test_pca_extras_and_session_columns(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(300, 384)).astype(np.float32)
+    extras = rng.normal(5.0, 2.0, size=(300, 1))
+    f = Featurizer.fit(emb, extras, OPTIONS, dims=128, session=True)
+    assert f.dim == 128 + 1 + len(OPTIONS) + 2
+    x = f.transform(emb, extras, [SessionState("code", True, 3)] * 300)
+    assert x.shape == (300, f.dim) and x.dtype == np.float32
+    assert abs(x[:, :128].std() - 1.0) < 0.05  # one global scale: ~unit variance on average
+    assert abs(x[:, 128].mean()) < 1e-6 and abs(x[:, 128].std() - 1.0) < 1e-3
+    assert x[0, 129:].tolist() == [0.0, 1.0, 0.0, 1.0, pytest.approx(0.3)]
+    unknown = f.transform(emb[:2])  # extras not known yet: the training mean; no session: zeros
+    assert unknown[:, 128].tolist() == [0.0, 0.0] and not unknown[:, 129:].any()
+    with pytest.raises(DataError, match="extra features have shape"):
+        f.transform(emb[:2], np.zeros((2, 3)))
+    f.save(str(tmp_path))
+    back = Featurizer.load(str(tmp_path))
+    np.testing.assert_array_equal(back.transform(emb[:5], extras[:5]), f.transform(emb[:5], extras[:5]))
+
+
+def test_few_rows_keep_fewer_dimensions():
+    emb = np.random.default_rng(1).normal(size=(40, 384)).astype(np.float32)
+    f = Featurizer.fit(emb, np.zeros((40, 0)), OPTIONS, dims=128, session=False)
+    assert f.dim == 40
+
+
+def test_session_vector_caps_turns():
+    assert session_vector(None, OPTIONS).tolist() == [0.0] * 5
+    assert session_vector(SessionState("nope", False, 50), OPTIONS).tolist() == [0, 0, 0, 0, 1.0]
