@@ -119,8 +119,16 @@ class ServeConfig(StrictModel):
         4, ge=1, description="Adapters one model replica keeps loaded, least recently used evicted "
         "(the base is always loaded and takes no slot)."
     )
-    policy: Literal["names"] = Field(
-        "names", description="Routing policy: 'names' (model='cogumi' -> base; a modifier by name)."
+    policy: Literal["names", "learned"] = Field(
+        "names", description="Routing policy: 'names' (model='cogumi' -> base; a modifier by "
+        "name) or 'learned' (the router stage's router decides for model='cogumi'; forced names "
+        "still force).",
+    )
+    router_path: str | None = Field(
+        None, description="The router stage's saved router folder (policy 'learned')."
+    )
+    sessions_path: str | None = Field(
+        None, description="SQLite session store the router replicas share (None = no memory)."
     )
     llama_cpp: LlamaCppEngineConfig = Field(
         default_factory=LlamaCppEngineConfig,

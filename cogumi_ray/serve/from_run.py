@@ -128,7 +128,22 @@ def serve_config_for_run(cfg: CogumiConfig, *, config_path: str | None = None,
         data["base"] = _base(ctx, data["backend"], _hint(cfg, config_path))
     if "adapters" not in explicit:
         data["adapters"] = _adapters(ctx, data["backend"])
+    router = _finished_output(ctx, "router", "router")
+    if router and "policy" not in explicit and data["adapters"]:
+        # A trained router decides model="cogumi"; its session memory lives in the run.
+        data.update(policy="learned", router_path=router)
+        if "sessions_path" not in explicit:
+            data["sessions_path"] = storage.join(cfg.run_dir, "serve", "sessions.sqlite")
     return ServeConfig.model_validate(data)
+
+
+def _finished_output(ctx: Any, stage: str, name: str) -> str | None:
+    """Output `name` of `stage` when that stage finished in this run and the path still exists."""
+    try:
+        path = ctx.output(f"{stage}.{name}")
+    except RunError:
+        return None
+    return path if storage.exists(path) else None
 
 
 def usage_lines(cfg: ServeConfig, url: str) -> list[str]:

@@ -42,4 +42,12 @@ class NamePolicy:
 def make_policy(cfg: ServeConfig) -> RoutingPolicy:
     if cfg.policy == "names":
         return NamePolicy(cfg.served_base_name(), list(cfg.adapters))
-    raise ConfigError(f"unknown routing policy {cfg.policy!r}; valid: ['names']")
+    if cfg.policy == "learned":
+        if not cfg.router_path:
+            raise ConfigError("serve.policy 'learned' needs serve.router_path: the router "
+                              "stage's `router` output (run `cogumi router train`)")
+        from cogumi_ray.route.policy import LearnedPolicy
+
+        return LearnedPolicy.from_dir(cfg.router_path, cfg.served_base_name(), list(cfg.adapters),
+                                      memory_path=cfg.sessions_path)
+    raise ConfigError(f"unknown routing policy {cfg.policy!r}; valid: ['names', 'learned']")

@@ -40,13 +40,19 @@ class Router:
     async def models(self) -> list[str]:
         return self.policy.models()
 
+    async def _decide_off_loop(self, request: GenerationRequest, stream: bool) -> Decision:
+        # A learned policy embeds the query (~20 ms of CPU): keep the replica's event loop free.
+        import asyncio
+
+        return await asyncio.to_thread(self._decide, request, stream)
+
     async def complete(self, request: GenerationRequest) -> Routed:
-        decision = self._decide(request, stream=False)
+        decision = await self._decide_off_loop(request, stream=False)
         results = await self._to(decision).generate.remote(request)
         return Routed(decision, results)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Decision | Piece]:
-        decision = self._decide(request, stream=True)
+        decision = await self._decide_off_loop(request, stream=True)
         yield decision
         async for piece in self._to(decision, stream=True).stream.remote(request):
             yield piece

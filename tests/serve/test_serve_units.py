@@ -197,3 +197,12 @@ def test_iterate_in_thread_closes_an_abandoned_iterator():
 
     got, seen = asyncio.run(main())
     assert got == [0, 1, 2] and closed == [True] and seen == [1]
+
+
+def test_learned_policy_needs_the_router_stage_output():
+    from cogumi_ray.errors import ConfigError
+    from cogumi_ray.serve.config import ServeConfig
+    from cogumi_ray.serve.policy import make_policy
+
+    with pytest.raises(ConfigError, match="router_path"):
+        make_policy(ServeConfig(base="m.gguf", policy="learned"))
