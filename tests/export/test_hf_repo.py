@@ -67,9 +67,6 @@ def make_run(root: Path, cfg: CogumiConfig, model_dir: str, gguf: str, peft: dic
     ctx = RunContext(str(root / "synthetic"), name="synthetic")
 
     def stage(name: str, fn: Any) -> None:
-        if name == "router":  # not a pipeline stage (yet): any config
-            ctx.run_stage(name, fn, {"stage": name})
-            return
         sections = stage_by_name(name).sections
         ctx.run_stage(name, fn, {s: getattr(cfg, s).model_dump(mode="json") for s in sections})
 
