@@ -77,6 +77,7 @@ def tune_sparsity(cc: CompressConfig, model: str, calib: list[dict[str, Any]],
     from cogumi_ray.models.load import load_tokenizer
 
     t = cc.tune
+    model = storage.absolute(model)  # trials run in their own working directories
     seqs = response_tokens(load_tokenizer(model), val_rows[: t.ppl_rows], max_len=512)
     ref_ppl = hf_perplexity(model, seqs)
     space = {"attention": tune.choice(t.attention), "mlp": tune.choice(t.mlp),
