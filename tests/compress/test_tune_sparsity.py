@@ -33,12 +33,13 @@ def test_tune_picks_the_smallest_feasible_recipe(ray_session, tiny_sft_model_dir
     assert len(res.table) == 4 and res.reference_ppl > 1
     feasible = [r for r in res.table if r["feasible"]]
     if feasible:
-        best = min(feasible, key=lambda r: r["size_mb"])
+        best = min(feasible, key=lambda r: (r["packed_mb"], r["ppl"]))
         assert res.recipe == {k: best[k] for k in ("attention", "mlp", "embeddings", "kquant")}
-    # pruning shrinks nothing on disk by itself (zeros are stored), perplexity moves with it
+    # pruning shrinks the GGUF by nothing (zeros are stored), perplexity moves with it
     dense = [r for r in res.table if r["attention"] == 0 and r["mlp"] == 0]
     pruned = [r for r in res.table if r["mlp"] == 0.7]
     if dense and pruned:
         assert pruned[0]["ppl"] > dense[0]["ppl"]
+        assert pruned[0]["size_mb"] == dense[0]["size_mb"]
     saved = json.loads((tmp_path / "tune_recipe.json").read_text())
     assert saved == res.recipe
