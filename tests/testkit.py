@@ -4,6 +4,10 @@ would pick whichever was imported last."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 
 def tiny_pairs(n: int = 240) -> list[tuple[str, str]]:
     """Deterministic suite-like (instruction, response) pairs for building test models."""
@@ -50,3 +54,18 @@ def random_peft_adapter(base_dir: str, out_dir: str, seed: int, rank: int = 4, s
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
     peft.save_pretrained(out_dir)
     return out_dir
+
+
+@contextlib.contextmanager
+def running_app(cfg: Any) -> Iterator[str]:
+    """The Serve app of ServeConfig `cfg` on 127.0.0.1:cfg.port; yields its /v1 URL."""
+    from ray import serve
+
+    from cogumi_ray.serve.app import build_app
+
+    serve.start(http_options={"host": "127.0.0.1", "port": cfg.port})
+    try:
+        serve.run(build_app(cfg), name=cfg.app_name, route_prefix="/")
+        yield f"http://127.0.0.1:{cfg.port}/v1"
+    finally:
+        serve.shutdown()

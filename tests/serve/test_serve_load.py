@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from test_serve_app import KEY, MAX_TOKENS, QUESTION, _config, _free_port
+from testkit import running_app
 
 from cogumi_ray.generate.config import GenParams, LlamaCppEngineConfig
 from cogumi_ray.serve.config import DeploymentConfig, LimitsConfig, RateLimitConfig, ServeConfig
@@ -38,16 +39,8 @@ def cfg(serve_gguf, lora_ggufs) -> ServeConfig:
 
 @pytest.fixture(scope="module")
 def base_url(ray_session, cfg):
-    from ray import serve
-
-    from cogumi_ray.serve.app import build_app
-
-    serve.start(http_options={"host": "127.0.0.1", "port": cfg.port})
-    try:
-        serve.run(build_app(cfg), name=cfg.app_name, route_prefix="/")
-        yield f"http://127.0.0.1:{cfg.port}/v1"
-    finally:
-        serve.shutdown()
+    with running_app(cfg) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
