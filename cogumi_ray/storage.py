@@ -6,7 +6,8 @@ import hashlib
 import json
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import fsspec
@@ -68,6 +69,35 @@ def atomic_write_bytes(uri: str, data: bytes) -> None:
         os.replace(tmp, path)  # atomic on POSIX
     else:
         fs.mv(tmp, path)  # object stores: the final key appears at once on upload
+
+
+T = TypeVar("T")
+
+
+def write_through(uri: str, write: Callable[[str], T], name: str = "file") -> tuple[T, int]:
+    """Have `write(local_path)` produce the file at `uri` whole or not at all: locally a temp
+    sibling renamed into place, remotely a local temp file uploaded once. Returns what `write`
+    returned and the file's size."""
+    import tempfile
+
+    if is_local(uri):
+        final = local_path(uri)
+        os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
+        tmp = f"{final}.tmp-{os.getpid()}"
+        try:
+            out = write(tmp)
+            os.replace(tmp, final)  # readers never see a half-written file
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return out, os.path.getsize(final)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = os.path.join(d, name)
+        out = write(tmp)
+        size = os.path.getsize(tmp)
+        fs, remote = fs_and_path(uri)
+        fs.put(tmp, remote)
+    return out, size
 
 
 def atomic_write_text(uri: str, text: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -151,24 +150,8 @@ def export_gguf(model_dir: str, out_path: str, *, outtype: str = "f16") -> GGUFE
         raise ModelError(f"unknown GGUF outtype {outtype!r}; valid: {list(OUTTYPES)}")
     t0 = time.perf_counter()
     local = resolve_local(model_dir)
-    if storage.is_local(out_path):
-        final = storage.local_path(out_path)
-        os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
-        tmp = f"{final}.tmp-{os.getpid()}"
-        try:
-            n_tensors, n_params, pre = _write(local, tmp, outtype)
-            os.replace(tmp, final)  # readers never see a half-written file
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        size = os.path.getsize(final)
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            tmp = os.path.join(d, "model.gguf")
-            n_tensors, n_params, pre = _write(local, tmp, outtype)
-            size = os.path.getsize(tmp)
-            fs, remote = storage.fs_and_path(out_path)
-            fs.put(tmp, remote)
+    (n_tensors, n_params, pre), size = storage.write_through(
+        out_path, lambda tmp: _write(local, tmp, outtype), "model.gguf")
     seconds = time.perf_counter() - t0
     log.info("GGUF %s: %d tensors, %d params, %.1f MiB in %.1fs -> %s",
              outtype, n_tensors, n_params, size / 2**20, seconds, out_path)

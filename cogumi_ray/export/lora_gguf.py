@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -211,24 +210,9 @@ def export_lora_gguf(adapter_dir: str, base_gguf_or_hf: str, out_path: str, *,
     t0 = time.perf_counter()
     lora = read_peft_lora(adapter_dir)
     base = base_shapes(base_gguf_or_hf)
-    if storage.is_local(out_path):
-        final = storage.local_path(out_path)
-        os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
-        tmp = f"{final}.tmp-{os.getpid()}"
-        try:
-            n = _write(tmp, lora, base, outtype)
-            os.replace(tmp, final)  # a reader (a Serve replica) never sees half a file
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        size = os.path.getsize(final)
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            tmp = os.path.join(d, "adapter.gguf")
-            n = _write(tmp, lora, base, outtype)
-            size = os.path.getsize(tmp)
-            fs, remote = storage.fs_and_path(out_path)
-            fs.put(tmp, remote)
+    # a reader (a Serve replica) never sees half a file
+    n, size = storage.write_through(out_path, lambda tmp: _write(tmp, lora, base, outtype),
+                                    "adapter.gguf")
     seconds = time.perf_counter() - t0
     rank = max(p.rank for p in lora.pairs)
     log.info("LoRA GGUF %s: %d tensors, rank %d, %.2f MiB in %.2fs -> %s",
