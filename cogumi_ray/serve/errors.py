@@ -42,3 +42,12 @@ def model_not_found(model: str, available: list[str]) -> ServeError:
         404, f"The model {model!r} does not exist; available models: {available} "
         "(GET /v1/models lists them).", code="model_not_found", param="model",
     )
+
+
+def check_context(n_prompt: int, max_tokens: int, n_ctx: int, prompt: object) -> None:
+    """OpenAI's 400 context_length_exceeded when prompt + max_tokens do not fit the window."""
+    if n_prompt + max_tokens > n_ctx:
+        raise ServeError(400, f"The prompt is {n_prompt} tokens and max_tokens is {max_tokens}; "
+                         f"together they exceed the context window of {n_ctx} tokens.",
+                         code="context_length_exceeded",
+                         param="messages" if isinstance(prompt, list) else "prompt")

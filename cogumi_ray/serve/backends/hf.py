@@ -19,7 +19,7 @@ from typing import Any
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.serve.errors import ServeError
+from cogumi_ray.serve.errors import check_context
 from cogumi_ray.serve.protocol import GenResult, Prompt
 from cogumi_ray.serve.text_stream import DeltaText
 
@@ -127,11 +127,7 @@ class HFGenerator:
         import torch
 
         ids = self.prompt_ids(prompt)
-        if len(ids) + params.max_new_tokens > self.n_ctx:
-            raise ServeError(400, f"The prompt is {len(ids)} tokens and max_tokens is "
-                             f"{params.max_new_tokens}; together they exceed the context window "
-                             f"of {self.n_ctx} tokens.", code="context_length_exceeded",
-                             param="messages" if isinstance(prompt, list) else "prompt")
+        check_context(len(ids), params.max_new_tokens, self.n_ctx, prompt)
         delta = DeltaText(params.stop)
         out: list[int] = []
         hit_eos = False

@@ -20,7 +20,7 @@ from typing import Any
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.serve.errors import ServeError
+from cogumi_ray.serve.errors import check_context
 from cogumi_ray.serve.protocol import GenResult, Prompt
 from cogumi_ray.serve.text_stream import DeltaText
 
@@ -122,11 +122,7 @@ class LlamaCppGenerator:
     def stream(self, prompt: Prompt, params: GenParams, adapter: str | None) -> Iterator[str | GenResult]:
         """The batch engine's decode loop (same sampler), yielding stop-safe text as it grows."""
         ids = self.prompt_ids(prompt)
-        if len(ids) + params.max_new_tokens > self.n_ctx:
-            raise ServeError(400, f"The prompt is {len(ids)} tokens and max_tokens is "
-                             f"{params.max_new_tokens}; together they exceed the context window "
-                             f"of {self.n_ctx} tokens.", code="context_length_exceeded",
-                             param="messages" if isinstance(prompt, list) else "prompt")
+        check_context(len(ids), params.max_new_tokens, self.n_ctx, prompt)
         with self._lock:
             self._set_active(adapter)
             self.llm.set_seed(params.seed)
