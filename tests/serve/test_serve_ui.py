@@ -163,9 +163,13 @@ def _ui(base_url: str, api_key: str, max_tokens: int) -> Any:
 def _open(browser: Any, url: str) -> Any:
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
     page.goto(url)
-    # the options come from GET /v1/models on page load: wait until they are there
+    # The options come from GET /v1/models on page load, and that answer resets the pick: wait
+    # until more than the built-in 'cogumi (routed)' is offered (every upstream here has more).
+    from playwright.sync_api import expect
+
     page.locator("#cogumi-model input").click()
     page.get_by_role("option", name="cogumi (routed)", exact=True).wait_for(timeout=WAIT_MS)
+    expect(page.get_by_role("option")).not_to_have_count(1, timeout=WAIT_MS)
     page.keyboard.press("Escape")
     # Every value a bot bubble takes, so a test can tell a streamed answer from one set at once.
     page.evaluate("""() => {
@@ -185,11 +189,18 @@ def _ask(page: Any, option: str, text: str) -> None:
     from playwright.sync_api import expect
 
     # Typing filters Gradio's dropdown and Enter picks the match (its animated list is too
-    # unstable to click reliably).
+    # unstable to click reliably). Enter can land before the filter marks the match active;
+    # the dropdown then shows the typed text until it loses focus and reverts, so the pick
+    # is checked after a blur and made again if it did not take.
     combo = page.locator("#cogumi-model input")
-    combo.fill(option)
-    page.get_by_role("option", name=option, exact=True).wait_for(timeout=WAIT_MS)
-    combo.press("Enter")
+    for _ in range(3):
+        combo.fill(option)
+        page.get_by_role("option", name=option, exact=True).wait_for(timeout=WAIT_MS)
+        combo.press("Enter")
+        combo.blur()
+        page.wait_for_timeout(200)
+        if combo.input_value() == option:
+            break
     expect(combo).to_have_value(option)
     page.fill("#cogumi-input textarea", text)
     page.click("#cogumi-send")
