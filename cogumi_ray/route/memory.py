@@ -12,6 +12,7 @@ migrate it exactly once.
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -71,6 +72,9 @@ class SessionStore:
         self.cfg = cfg or MemoryConfig()
         self.path = path
         self._lock = threading.Lock()  # one connection, shared by a replica's threads
+        # A fresh run has no serve/ folder yet; sqlite would only say "unable to open".
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
         self._db = sqlite3.connect(path, timeout=self.cfg.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)

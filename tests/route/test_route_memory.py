@@ -76,3 +76,12 @@ def test_pruning_expiry_and_likely_option(tmp_path):
         assert store.turns("a") == [] and len(store.turns("b")) == 1
         with pytest.raises(DataError, match="feedback must be"):
             store.feedback("b", 1, 3)
+
+
+def test_a_fresh_run_gets_its_serve_folder(tmp_path):
+    # `cogumi serve` on a new run points the store at <run>/serve/sessions.sqlite before any
+    # file of serve/ exists; opening it must not fail with sqlite's "unable to open".
+    path = tmp_path / "run" / "serve" / "sessions.sqlite"
+    store = SessionStore(str(path))
+    store.record("s1", "base", None, False, "hi")
+    assert path.exists() and store.state("s1").turns == 1
