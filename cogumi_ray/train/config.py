@@ -78,6 +78,10 @@ class TrainConfig(StrictModel):
     # -- optimisation --
     epochs: float = Field(2, gt=0, description="Passes over the training set (ignored if max_steps).")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Wall-clock budget of the optimizer loop: after 20 steps the run "
+        "is cut to the steps that fit, with the learning-rate schedule re-planned to anneal by "
+        "then (None: no budget).")
     per_device_batch_size: int = Field(
         4, ge=1, description="Sequences per worker per micro-step (packed rows of max_seq_len: "
         "4 x 512 tokens; small batches give a short CPU run more optimizer steps)."

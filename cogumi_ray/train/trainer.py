@@ -199,6 +199,10 @@ def train_loop(config: dict[str, Any]) -> None:
     callbacks: list[Any] = [Throughput(), RayTrainReportCallback()]
     if has_eval and cfg.early_stopping.enabled:
         callbacks.append(EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta))
+    if cfg.max_minutes:
+        from cogumi_ray.train.time_budget import TimeBudget
+
+        callbacks.append(TimeBudget(cfg.max_minutes))
     callbacks += [make() for make in config["callbacks"]]
     trainer = Trainer(
         model=model, args=args, train_dataset=train, eval_dataset=val,
@@ -309,7 +313,8 @@ def run_sft(job: SFTJob) -> SFTResult:
         "max_steps": max_steps,
         "steps": steps,
         "epochs": round(steps / per_epoch, 3),
-        "stopped_early": steps < max_steps,
+        "budget_steps": last.get("budget_steps"),  # train.max_minutes' cut, when it cut
+        "stopped_early": steps < (last.get("budget_steps") or max_steps),
         "train_loss": last.get("loss"),
         "eval_loss": final.get("eval_loss"),
         "best_eval_loss": best.get("eval_loss"),
