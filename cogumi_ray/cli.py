@@ -54,9 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the whole pipeline on the embedded default + summary")
+    demo = sub.add_parser(
+        "demo", help="the whole pipeline on the embedded default, then serve it and ask it",
+        description="Run every stage on the embedded default (unchanged stages are skipped), "
+        "write the report, start the Serve app, ask it one held-out task per domain and one "
+        "dissatisfied follow-up with the openai SDK, and keep serving until Ctrl-C.")
     _add_common(demo)
-    demo.set_defaults(handler=_cmd_pipeline, only=None, until=None)
+    demo.add_argument("--no-serve", dest="serve", action="store_false",
+                      help="stop the Serve app after the example queries instead of serving on")
+    demo.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port)")
+    demo.set_defaults(handler=_cmd_demo, only=None, until=None, host=None, backend=None)
 
     pipe = sub.add_parser("pipeline", help="run or inspect a pipeline")
     pipe_sub = pipe.add_subparsers(dest="pipe_cmd", required=True, metavar="ACTION")
@@ -186,6 +193,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.ui and not args.block:
+        raise CogumiError("--ui needs a blocking `cogumi serve`: the UI lives in this process "
+                          "(drop --no-block, or run `python -m cogumi_ray.serve.ui` beside it)")
+    return _serve_run(args, cfg, block=args.block, ui_port=args.ui_port if args.ui else None)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    _cmd_pipeline(args)
+    return _serve_run(args, _load(args), block=args.serve, ui_port=None, ask=True)
+
+
+def _serve_run(args: argparse.Namespace, cfg: Any, *, block: bool, ui_port: int | None,
+               ask: bool = False) -> int:
+    """Deploy the run's models; then the demo's queries (`ask`), the chat UI (`ui_port`) and,
+    with `block`, serve until Ctrl-C. Without `block` a demo stops the app; `cogumi serve
+    --no-block` leaves it deployed."""
     import time
 
     from ray import serve
@@ -194,24 +218,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from cogumi_ray.serve.app import start
     from cogumi_ray.serve.from_run import serve_config_for_run, usage_lines
 
-    cfg = _load(args)
-    if args.ui and not args.block:
-        raise CogumiError("--ui needs a blocking `cogumi serve`: the UI lives in this process "
-                          "(drop --no-block, or run `python -m cogumi_ray.serve.ui` beside it)")
     scfg = serve_config_for_run(cfg, config_path=args.config, backend=args.backend,
                                 host=args.host, port=args.port)
     init_ray(cfg.ray)
     ui = None
+    keys = sorted(scfg.resolved_api_keys())
     try:
         url = start(scfg)
         print("\n".join(usage_lines(scfg, url)), flush=True)
-        if not args.block:
-            return 0  # only a deployed app is left running
-        if args.ui:
+        if ask:
+            _ask_demo(cfg, url, keys[0] if keys else None)
+        if not block:
+            if ask:
+                serve.shutdown()
+            return 0  # `cogumi serve --no-block`: only a deployed app is left running
+        if ui_port is not None:
             from cogumi_ray.serve.ui import launch_ui
 
-            keys = sorted(scfg.resolved_api_keys())
-            ui = launch_ui(url, keys[0] if keys else None, host=scfg.host, port=args.ui_port,
+            ui = launch_ui(url, keys[0] if keys else None, host=scfg.host, port=ui_port,
                            block=False)
             print(f"chat UI: {ui.local_url}", flush=True)
         print("\nserving; Ctrl-C to stop", flush=True)
@@ -228,6 +252,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ui.close()
         serve.shutdown()  # a failed deployment must not keep restarting replicas on a cluster
         raise
+
+
+def _ask_demo(cfg: Any, url: str, key: str | None) -> None:
+    from cogumi_ray import storage
+    from cogumi_ray.eval.stage import read_examples
+    from cogumi_ray.runs import RunContext
+    from cogumi_ray.serve.client import ChatClient
+    from cogumi_ray.serve.demo_queries import ask_demo_queries, pick_examples, table, write_answers
+
+    for name in ("httpx", "httpx2"):  # one INFO line per request otherwise
+        logging.getLogger(name).setLevel(logging.WARNING)
+    held_out = RunContext(cfg.run_dir).output(f"curate.{cfg.eval.suite_split}")
+    examples = pick_examples(read_examples(held_out))
+    print(f"\nasking {url} (model 'cogumi', the router decides) with the openai SDK:", flush=True)
+    answers = ask_demo_queries(ChatClient(url, key), examples,
+                               max_tokens=cfg.eval.params.max_new_tokens)
+    print("\n".join("  " + line for line in table(answers)), flush=True)
+    out = storage.join(cfg.run_dir, "serve", "demo_answers.json")
+    write_answers(answers, out)
+    print(f"answers: {out}\nreport: {storage.join(cfg.run_dir, 'report.html')}", flush=True)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
