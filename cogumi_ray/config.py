@@ -128,6 +128,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"config file {source} is not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"invalid config in {source}: top level must be a mapping")
+    if overrides:
+        # Overrides change only the keys they name: apply them to the resolved config, so
+        # `--set train.max_steps=10` keeps the rest of that section's factory defaults (the
+        # demo's training budget) instead of replacing the section.
+        data = config_from_dict(data, source).model_dump(mode="json")
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

@@ -60,3 +60,20 @@ def test_overrides_apply_and_validate():
     assert cfg.run.name == "x" and cfg.curate.dedup.threshold == 0.9
     with pytest.raises(ConfigError, match="bands\\*rows"):
         load_config(None, {"curate.dedup.bands": 10})
+
+
+def test_override_keeps_the_sections_other_defaults(tmp_path):
+    # `--set train.max_steps=10` must not drop the embedded default's training budget, nor a
+    # nested section's factory defaults.
+    cfg = load_config(None, {"train.max_steps": 10, "compress.prune.recovery.max_steps": 3})
+    assert cfg.train.max_steps == 10
+    assert cfg.train.max_minutes == load_config(None).train.max_minutes is not None
+    default_recovery = load_config(None).compress.prune.recovery
+    assert cfg.compress.prune.recovery.max_steps == 3
+    assert cfg.compress.prune.recovery.learning_rate == default_recovery.learning_rate
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  epochs: 3\n")
+    cfg = load_config(p, {"train.max_steps": 5})
+    assert (cfg.train.epochs, cfg.train.max_steps) == (3, 5)
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_config(p, {"train.max_steps": "lots"})
