@@ -130,6 +130,8 @@ def gguf_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]], fir
     """Features (rows x len(FEATURES)) of pre-tokenised chat prompts read by llama.cpp."""
     import llama_cpp
 
+    from cogumi_ray.generate.engines.llama_load import open_llama
+
     _check_first_tokens(first_tokens)
     if not prompt_token_ids or any(len(ids) == 0 for ids in prompt_token_ids):
         raise DataError("gguf_features needs non-empty prompt token ids (use chat_token_ids)")
@@ -137,8 +139,8 @@ def gguf_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]], fir
     # the longest prompt + the tokens read, not to a default context
     n_ctx = max(len(ids) for ids in prompt_token_ids) + first_tokens + 1
     try:
-        llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=n_ctx, logits_all=True,
-                              n_threads=n_threads, verbose=False)
+        llm = open_llama(gguf_path, n_ctx=n_ctx, logits_all=True, n_threads=n_threads,
+                         verbose=False)
     except Exception as e:
         raise ModelError(f"cannot load GGUF {gguf_path!r}: {type(e).__name__}: {e}") from None
     rows = []

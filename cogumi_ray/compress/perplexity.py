@@ -55,9 +55,9 @@ def hf_perplexity(model_dir: str, seqs: list[tuple[list[int], int]]) -> float:
 
 def gguf_perplexity(gguf: str, seqs: list[tuple[list[int], int]], n_ctx: int = 1024,
                     n_threads: int | None = None) -> float:
-    from llama_cpp import Llama
+    from cogumi_ray.generate.engines.llama_load import open_llama
 
-    llm = Llama(model_path=gguf, n_ctx=n_ctx, logits_all=True, n_threads=n_threads, verbose=False)
+    llm = open_llama(gguf, n_ctx=n_ctx, logits_all=True, n_threads=n_threads, verbose=False)
     nll, n = 0.0, 0
     try:
         for ids, start in seqs:

@@ -72,10 +72,10 @@ def score(v: Variant, examples: list[Example], params: Any, batch_size: int, wor
 def gguf_speed(gguf: str, prompt_ids: list[int], n_gen: int = 64, threads: int | None = None
                ) -> tuple[float, float]:
     """(prompt tokens/s, generated tokens/s) of llama.cpp on this CPU, greedy."""
-    from llama_cpp import Llama
+    from cogumi_ray.generate.engines.llama_load import open_llama
 
-    llm = Llama(model_path=gguf, n_ctx=max(512, len(prompt_ids) + n_gen + 8), n_threads=threads,
-                verbose=False)
+    llm = open_llama(gguf, n_ctx=max(512, len(prompt_ids) + n_gen + 8), n_threads=threads,
+                     verbose=False)
     try:
         llm.eval(prompt_ids[:1])  # warm-up: first-call allocations
         llm.reset()

@@ -10,6 +10,7 @@ import pytest
 
 from cogumi_ray.compress.quantize import MIX_TYPES, quantize_gguf, resolve_qtype
 from cogumi_ray.errors import ModelError
+from cogumi_ray.generate.engines.llama_load import open_llama
 
 pytest.importorskip("llama_cpp")
 
@@ -88,11 +89,9 @@ def test_fallback_is_detected_and_strict_refuses(narrow_gguf, tmp_path):
 
 
 def _llama(path: str):
-    import llama_cpp
-
     # one thread: ggml threads spin at barriers, and the test box has 2 busy cores
-    return llama_cpp.Llama(path, n_ctx=256, n_threads=1, n_threads_batch=1, logits_all=True,
-                           verbose=False)
+    return open_llama(path, n_ctx=256, n_threads=1, n_threads_batch=1, logits_all=True,
+                      verbose=False)
 
 
 def _greedy(llm, ids: list[int], steps: int) -> list[int]:

@@ -13,6 +13,7 @@ from testkit import random_peft_adapter
 
 from cogumi_ray.errors import ModelError
 from cogumi_ray.export.lora_gguf import export_lora_gguf
+from cogumi_ray.generate.engines.llama_load import open_llama
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -55,8 +56,8 @@ def _peft(base_dir: str, adapter_dir: str):
 
 def _llama(base_gguf: str, adapter_gguf: str):
     # f32 KV cache (type 0): llama.cpp's default f16 cache alone moves logits by ~4e-4.
-    return llama_cpp.Llama(base_gguf, lora_path=adapter_gguf, n_ctx=512, n_threads=1,
-                           n_threads_batch=1, logits_all=True, verbose=False, type_k=0, type_v=0)
+    return open_llama(base_gguf, lora_path=adapter_gguf, n_ctx=512, n_threads=1,
+                      n_threads_batch=1, logits_all=True, verbose=False, type_k=0, type_v=0)
 
 
 def _prompt_ids(tok, prompt: str) -> list[int]:

@@ -11,6 +11,7 @@ import pytest
 
 from cogumi_ray.errors import ModelError
 from cogumi_ray.export.gguf_export import export_gguf
+from cogumi_ray.generate.engines.llama_load import open_llama
 from cogumi_ray.models.config import ModelConfig
 
 PROMPTS = [
@@ -26,11 +27,11 @@ F32_TOL = 1e-3  # llama.cpp with an f32 KV cache vs HF in f32 (measured ~1e-6)
 
 
 def _llama(path: str):
-    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("llama_cpp")
     # f32 KV cache (type 0): the default f16 cache alone costs ~4e-4 of logit error.
     # One thread: ggml threads spin at barriers, so 2 threads on a busy 2-core box are far slower.
-    return llama_cpp.Llama(path, n_ctx=512, n_threads=1, n_threads_batch=1, logits_all=True,
-                           verbose=False, type_k=0, type_v=0)
+    return open_llama(path, n_ctx=512, n_threads=1, n_threads_batch=1, logits_all=True,
+                      verbose=False, type_k=0, type_v=0)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,7 +12,6 @@ import os
 import time
 from typing import Any
 
-from cogumi_ray.errors import MissingDependencyError
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import Completion, EngineError, cut_at_stop
 
@@ -37,12 +36,8 @@ class LlamaCppEngine:
     name = "llama_cpp"
 
     def __init__(self, cfg: EngineConfig, model: str) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError as e:
-            raise MissingDependencyError(
-                "llama-cpp-python", "pip install 'llama-cpp-python>=0.3.16,<0.4'", str(e)
-            ) from e
+        from cogumi_ray.generate.engines.llama_load import open_llama
+
         if not os.path.isfile(model):
             raise EngineError(
                 f"GGUF file {model!r} does not exist; set generate.engine.model to a .gguf file "
@@ -50,8 +45,8 @@ class LlamaCppEngine:
             )
         self.cfg = cfg.llama_cpp
         try:
-            self.llm = Llama(
-                model_path=model, n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
+            self.llm = open_llama(
+                model, n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
                 n_gpu_layers=self.cfg.n_gpu_layers, verbose=False,
             )
         except (ValueError, RuntimeError) as e:
