@@ -150,7 +150,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     try:
-        run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume)
+        run_pipeline(cfg, only=args.only, until=args.until, force=args.force, resume=args.resume,
+                     run_log=not args.verbose)
     except BaseException:
         # A failed stage still leaves a summary and a report that show the failure, but never
         # hides the error itself (e.g. when it failed before any stage wrote a manifest).
@@ -214,6 +215,7 @@ def _serve_run(args: argparse.Namespace, cfg: Any, *, block: bool, ui_port: int 
 
     from ray import serve
 
+    from cogumi_ray import run_log
     from cogumi_ray.cluster import init_ray
     from cogumi_ray.serve.app import start
     from cogumi_ray.serve.from_run import serve_config_for_run, usage_lines
@@ -221,6 +223,7 @@ def _serve_run(args: argparse.Namespace, cfg: Any, *, block: bool, ui_port: int 
     scfg = serve_config_for_run(cfg, config_path=args.config, backend=args.backend,
                                 host=args.host, port=args.port)
     init_ray(cfg.ray)
+    run_log.quiet_ray()  # a demo's run log also takes Serve's controller and proxy lines
     ui = None
     keys = sorted(scfg.resolved_api_keys())
     try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -296,10 +298,17 @@ def run_pipeline(
     until: str | None = None,
     force: Iterable[str] = (),
     resume: bool = False,
+    run_log: bool = False,
 ) -> dict[str, StageOutput]:
-    """Run the stages in order (all, `only` some, or up to `until`), skipping unchanged ones."""
+    """Run the stages in order (all, `only` some, or up to `until`), skipping unchanged ones.
+
+    `run_log`: Ray's logs and worker output go to the run's log file instead of the terminal,
+    which then shows one start and one done line (with headline metrics) per stage.
+    """
+    from cogumi_ray import run_log as run_log_file
     from cogumi_ray import storage
     from cogumi_ray.cluster import init_ray
+    from cogumi_ray.report import fmt_metrics
     from cogumi_ray.runs import RunContext
 
     force = set(force)
@@ -312,6 +321,9 @@ def run_pipeline(
         if until and s.name == until:
             break
     ctx = RunContext(cfg.run_dir, name=cfg.run.name, resume=resume)
+    if run_log:
+        log.info("log: %s (Ray's output, every worker's, debug lines)",
+                 run_log_file.attach(run_log_path(cfg)))
     env_vars = cfg.sandbox.apply()
     results: dict[str, StageOutput] = {}
     for stage in selected:
@@ -328,12 +340,28 @@ def run_pipeline(
             init_ray(cfg.ray, env_vars)
         section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}
         fn = stage.load()
+        run_log_file.quiet_ray()  # loading the stage may have configured another Ray library
         log.info("stage %s: starting", stage.name)
-        results[stage.name] = ctx.run_stage(
+        t0 = time.perf_counter()
+        out = results[stage.name] = ctx.run_stage(
             stage.name,
             lambda fn=fn, inputs=inputs: fn(cfg, ctx, inputs),
             section_cfg,
             hashes,
             force=stage.name in force,
         )
+        if not out.skipped:
+            log.info("stage %s: done in %.0f s  %s", stage.name, time.perf_counter() - t0,
+                     fmt_metrics(out.metrics, limit=4))
     return results
+
+
+def run_log_path(cfg: CogumiConfig) -> str:
+    """`<run dir>/logs/pipeline.log`; a run on object storage logs to the local temp dir."""
+    import tempfile
+
+    from cogumi_ray import storage
+
+    if storage.is_local(cfg.run_dir):
+        return os.path.join(storage.local_path(cfg.run_dir), "logs", "pipeline.log")
+    return os.path.join(tempfile.gettempdir(), "cogumi", cfg.run.name, "logs", "pipeline.log")

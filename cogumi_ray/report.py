@@ -9,7 +9,7 @@ from cogumi_ray import storage
 from cogumi_ray.errors import RunError
 
 
-def _fmt_metrics(metrics: dict, limit: int = 6) -> str:
+def fmt_metrics(metrics: dict, limit: int = 6) -> str:
     """The stage's headline metrics: scalars only, plain keys before dotted breakdowns."""
     parts = []
     for k in sorted(metrics, key=lambda k: "." in k):
@@ -68,7 +68,7 @@ def summary_lines(run_dir: str) -> list[str]:
     lines = [f"run {manifest['run']} at {run_dir}"]
     for name, rec in stages.items():
         secs = f"{rec['seconds']:.1f}s" if rec.get("seconds") is not None else "-"
-        lines.append(f"  {name:<14} {rec['status']:<8} {secs:>9}  {_fmt_metrics(rec['metrics'])}")
+        lines.append(f"  {name:<14} {rec['status']:<8} {secs:>9}  {fmt_metrics(rec['metrics'])}")
         for out, p in rec["outputs"].items():
             lines.append(f"  {'':<14} -> {out}: {p}")
         if rec.get("error"):

@@ -1,0 +1,204 @@
+"""The run's log file: everything Ray says goes there, the terminal keeps cogumi's stage lines.
+
+A non-interactive pipeline run otherwise prints hundreds of Ray Data progress lines, Ray Train
+controller chatter and every worker's stdout. With a run log attached, Ray's loggers write only to
+the file (errors still reach the terminal), Ray Data's progress output is off, and the output Ray
+forwards from workers to the driver is appended to the same file with its actor/task prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_WORKER_HANDLER = "cogumi_run_log"
+
+_lock = threading.Lock()
+_handler: logging.FileHandler | None = None
+
+
+def active_path() -> str | None:
+    """The attached run log's path, or None."""
+    return _handler.baseFilename if _handler is not None else None
+
+
+def attach(path: str) -> str:
+    """Send every log record (DEBUG up for cogumi, all of Ray's) to `path`, appending. Idempotent
+    for one path; attaching another path replaces the first."""
+    global _handler
+    path = os.path.abspath(path)
+    with _lock:
+        if _handler is not None and _handler.baseFilename == path:
+            return path
+        detach()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setLevel(logging.DEBUG)
+        # Model-loading progress bars of transformers/hub, in this process and in Ray's workers
+        # (they inherit the environment of the Ray this process starts).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        _hf_progress_off()
+        logging.captureWarnings(True)  # warnings become records the console filter can sort
+        root = logging.getLogger()
+        root.addHandler(handler)
+        for h in root.handlers:
+            if _is_console(h):
+                h.addFilter(_ray_to_file_only)
+        _handler = handler
+    quiet_ray()
+    return path
+
+
+def detach() -> None:
+    """Remove the run log (the terminal gets Ray's output back for loggers configured later)."""
+    global _handler
+    if _handler is None:
+        return
+    for logger in [logging.getLogger(), *_ray_loggers()]:
+        if _handler in logger.handlers:
+            logger.removeHandler(_handler)
+    for h in logging.getLogger().handlers:
+        h.removeFilter(_ray_to_file_only)
+    _restore_worker_output()
+    logging.captureWarnings(False)
+    _handler.close()
+    _handler = None
+
+
+def quiet_ray() -> None:
+    """Move Ray's console logging and forwarded worker output into the run log. Call again after
+    importing a Ray library or starting Ray: each configures its own loggers when it loads."""
+    if _handler is None:
+        return
+    for logger in _ray_loggers():
+        if not logger.handlers and logger.propagate:
+            continue  # reaches an ancestor that is handled here, or the root's filtered console
+        for h in list(logger.handlers):
+            if _is_console(h):
+                logger.removeHandler(h)
+        if _handler not in logger.handlers:
+            logger.addHandler(_handler)
+        error_console = logging.StreamHandler()
+        error_console.setLevel(logging.ERROR)
+        error_console.set_name("cogumi_ray_errors")
+        if not any(h.get_name() == "cogumi_ray_errors" for h in logger.handlers):
+            logger.addHandler(error_console)
+    _quiet_data_progress()
+    _forward_worker_output()
+
+
+def _ray_loggers() -> list[logging.Logger]:
+    names = [n for n in logging.Logger.manager.loggerDict if n == "ray" or n.startswith("ray.")]
+    return [logging.getLogger(n) for n in names]
+
+
+def _is_console(h: logging.Handler) -> bool:
+    return isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+        and h.get_name() != "cogumi_ray_errors"
+
+
+def _ray_to_file_only(record: logging.LogRecord) -> bool:
+    """Root console filter: Ray records below ERROR that propagate to the root stay in the file."""
+    is_ray = record.name == "ray" or record.name.startswith("ray.")
+    if record.name == "py.warnings":  # a Python warning raised inside Ray's own code
+        is_ray = f"{os.sep}ray{os.sep}" in str(record.args[0] if record.args else record.msg)
+    return not is_ray or record.levelno >= logging.ERROR
+
+
+def _quiet_data_progress() -> None:
+    """Ray Data logs a progress block per operator every few seconds when stdout is not a TTY."""
+    import sys
+
+    if "ray.data" not in sys.modules:
+        return
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def _forward_worker_output() -> None:
+    """Replace Ray's printer of forwarded worker stdout/stderr with one that appends to the file.
+
+    Ray exposes this only through its worker's stream dispatcher (no public switch besides
+    dropping the output with `log_to_driver=False`); where that changes, output stays on the
+    terminal and a debug line says so.
+    """
+    try:
+        from ray._private import worker as ray_worker
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:
+        log.debug("run log: this Ray has no worker stream dispatcher; worker output stays on the terminal")
+        return
+    if not ray_worker.global_worker.connected:
+        return
+    dispatcher.remove_handler("ray_print_logs")  # Ray adds it again on every ray.init
+    if not any(name == _WORKER_HANDLER for name, _ in getattr(dispatcher, "handlers", [])):
+        dispatcher.add_handler(_WORKER_HANDLER, _write_worker_lines)
+    # The raylet's warnings (worker start-up, memory pressure) are printed through the same
+    # function from another thread; the dispatcher holds its own reference to the original.
+    if getattr(ray_worker, "print_to_stdstream", None) is not _print_to_run_log:
+        global _ray_print_to_stdstream
+        _ray_print_to_stdstream = ray_worker.print_to_stdstream
+        ray_worker.print_to_stdstream = _print_to_run_log
+
+
+_ray_print_to_stdstream: Any = None
+
+
+def _print_to_run_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+    _write_worker_lines(data)
+
+
+def _write_worker_lines(data: dict[str, Any]) -> None:
+    handler = _handler
+    if handler is None or handler.stream is None:
+        return
+    who = data.get("actor_name") or data.get("task_name") or ""
+    ip = data.get("ip")
+    where = f"pid={data.get('pid')}" + ("" if ip == data.get("localhost") else f", ip={ip}")
+    prefix = f"({who} {where})" if who else f"({where})"
+    text = "".join(f"{prefix} {line}\n" for line in data.get("lines", []))
+    with _lock:
+        handler.stream.write(text)
+        handler.stream.flush()
+
+
+def _restore_worker_output() -> None:
+    try:
+        import functools
+
+        from ray._private import worker as ray_worker
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:
+        return
+    if _ray_print_to_stdstream is not None:
+        ray_worker.print_to_stdstream = _ray_print_to_stdstream
+    if not any(name == _WORKER_HANDLER for name, _ in getattr(dispatcher, "handlers", [])):
+        return
+    dispatcher.remove_handler(_WORKER_HANDLER)
+    if ray_worker.global_worker.connected:
+        dispatcher.add_handler("ray_print_logs", functools.partial(
+            ray_worker.print_to_stdstream,
+            ignore_prefix=ray_worker._should_ignore_worker_log_prefix(ray_worker.global_worker)))
+
+
+def _hf_progress_off() -> None:
+    """For libraries already imported, which read the environment variable at import."""
+    import sys
+
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
