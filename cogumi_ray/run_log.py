@@ -28,7 +28,7 @@ def active_path() -> str | None:
 
 
 def attach(path: str) -> str:
-    """Send every log record (DEBUG up for cogumi, all of Ray's) to `path`, appending. Idempotent
+    """Send every log record from INFO up (cogumi's and Ray's) to `path`, appending. Idempotent
     for one path; attaching another path replaces the first."""
     global _handler
     path = os.path.abspath(path)
@@ -39,7 +39,8 @@ def attach(path: str) -> str:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
         handler.setFormatter(logging.Formatter(FORMAT))
-        handler.setLevel(logging.DEBUG)
+        # INFO: Ray Data's DEBUG lines (every scheduler loop) stay in Ray's own session logs
+        handler.setLevel(logging.INFO)
         # Model-loading progress bars of transformers/hub, in this process and in Ray's workers
         # (they inherit the environment of the Ray this process starts).
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -161,11 +162,18 @@ def _write_worker_lines(data: dict[str, Any]) -> None:
     handler = _handler
     if handler is None or handler.stream is None:
         return
+    lines = data.get("lines", [])
+    if data.get("pid") == "autoscaler":  # its status table every few seconds: only the events
+        from ray._private import worker as ray_worker
+
+        lines = list(ray_worker.filter_autoscaler_events(lines))
+        if not lines:
+            return
     who = data.get("actor_name") or data.get("task_name") or ""
     ip = data.get("ip")
     where = f"pid={data.get('pid')}" + ("" if ip == data.get("localhost") else f", ip={ip}")
     prefix = f"({who} {where})" if who else f"({where})"
-    text = "".join(f"{prefix} {line}\n" for line in data.get("lines", []))
+    text = "".join(f"{prefix} {line}\n" for line in lines)
     with _lock:
         handler.stream.write(text)
         handler.stream.flush()
