@@ -27,6 +27,33 @@ def test_cluster_config_wires_the_gpu_paths():
     assert cfg.model.source.startswith("s3://") and cfg.ray.address == "auto"
 
 
+def test_cluster_config_sets_the_later_stages_explicitly():
+    # The 8B config states the original system's values itself: a default changed for the tiny
+    # demo must not silently change the full-size run.
+    cfg = load_config(REPO / "configs" / "llama31-8b.yaml")
+    cc = cfg.compress
+    assert {"prune", "awq", "kquants"} <= cc.model_fields_set
+    assert cc.prune.sparsity.model_fields_set == {"attention", "mlp", "embeddings"}
+    assert (cc.prune.sparsity.attention, cc.prune.sparsity.mlp, cc.prune.sparsity.embeddings) == (
+        0.6, 0.7, 0.5)
+    assert cc.prune.calibration_rows >= 256 and cc.prune.max_seq_len >= 1024
+    assert cc.awq.enabled == "on" and cc.awq.scheme == "W4A16"
+    assert cc.kquants == ["Q5_K_M", "Q4_K_M"]
+    assert set(cfg.modifiers.adapters) == {"code", "reasoning", "automation"}
+    assert {d: s.rank for d, s in cfg.modifiers.adapters.items()} == {
+        "code": 128, "reasoning": 112, "automation": 96}
+    pc = cfg.route.policy
+    assert {"kind", "steps", "thresholds"} <= pc.model_fields_set
+    assert pc.kind == "progressive" and pc.thresholds == [0.85, 0.75, 0.65]
+    assert cfg.judge.batch and cfg.judge.judge == "anthropic" and cfg.distill.teacher.batch
+    sv = cfg.serve
+    assert sv.backend == "hf" and sv.hf.device == "cuda" and sv.port == 8000
+    assert sv.generator.num_gpus == 1 and sv.generator.autoscaling is not None
+    assert sv.api_key_env == "COGUMI_API_KEYS" and not sv.api_keys  # a variable's name, no keys
+    # base, adapters and policy stay unset so `cogumi serve` takes them from the finished run
+    assert not {"base", "adapters", "policy"} & sv.model_fields_set
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("curate:\n  dedup:\n    threshhold: 0.8\n")
