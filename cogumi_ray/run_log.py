@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _WORKER_HANDLER = "cogumi_run_log"
+# Loggers whose records below ERROR go to the file only: Ray's, and gguf's per-file writer lines.
+FILE_ONLY = ("ray", "gguf")
 
 _lock = threading.Lock()
 _handler: logging.FileHandler | None = None
@@ -44,6 +46,11 @@ def attach(path: str) -> str:
         # Model-loading progress bars of transformers/hub, in this process and in Ray's workers
         # (they inherit the environment of the Ray this process starts).
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        # llm-compressor logs with loguru to stdout (a line per pruned layer): errors only there,
+        # everything in a JSON-lines file beside this one.
+        os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
+        os.environ.setdefault("LLM_COMPRESSOR_LOG_FILE",
+                              os.path.join(os.path.dirname(path), "llmcompressor.log"))
         _hf_progress_off()
         logging.captureWarnings(True)  # warnings become records the console filter can sort
         root = logging.getLogger()
@@ -105,8 +112,8 @@ def _is_console(h: logging.Handler) -> bool:
 
 
 def _ray_to_file_only(record: logging.LogRecord) -> bool:
-    """Root console filter: Ray records below ERROR that propagate to the root stay in the file."""
-    is_ray = record.name == "ray" or record.name.startswith("ray.")
+    """Root console filter: FILE_ONLY records below ERROR that reach the root stay in the file."""
+    is_ray = any(record.name == p or record.name.startswith(p + ".") for p in FILE_ONLY)
     if record.name == "py.warnings":  # a Python warning raised inside Ray's own code
         is_ray = f"{os.sep}ray{os.sep}" in str(record.args[0] if record.args else record.msg)
     return not is_ray or record.levelno >= logging.ERROR

@@ -53,7 +53,8 @@ def generate_answers(
     from tqdm.auto import tqdm
 
     answers: list[str] = []
-    with tqdm(total=len(instructions), desc=desc, unit="q", leave=False) as bar:
+    # disable=None: a bar on a terminal, nothing in a log file or CI output
+    with tqdm(total=len(instructions), desc=desc, unit="q", leave=False, disable=None) as bar:
         for i in range(0, len(instructions), batch_size):
             chunk = instructions[i : i + batch_size]
             answers.extend(c.text for c in engine.generate(chunk, params))

@@ -134,7 +134,7 @@ def _write(local: str, out_file: str, outtype: str) -> tuple[int, int, str]:
     with contextlib.ExitStack() as stack:
         handles = {fn: stack.enter_context(safe_open(os.path.join(local, fn), framework="pt"))
                    for fn in sorted({e.file for e in entries})}
-        for e in tqdm(entries, desc=f"GGUF {outtype}", unit="tensor", leave=False):
+        for e in tqdm(entries, desc=f"GGUF {outtype}", unit="tensor", leave=False, disable=None):
             w = _load(e, handles)
             writer.write_tensor_data(w)
             n_params += w.size
