@@ -137,7 +137,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         node = data
         *parents, leaf = dotted.split(".")
         for key in parents:
-            node = node.setdefault(key, {})
+            if node.get(key) is None:  # absent, or an optional section left unset (None)
+                node[key] = {}
+            node = node[key]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
         node[leaf] = value

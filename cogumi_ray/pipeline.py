@@ -322,7 +322,7 @@ def run_pipeline(
             break
     ctx = RunContext(cfg.run_dir, name=cfg.run.name, resume=resume)
     if run_log:
-        log.info("log: %s (Ray's output, every worker's, debug lines)",
+        log.info("log: %s (Ray's logs and every worker's output)",
                  run_log_file.attach(run_log_path(cfg)))
     env_vars = cfg.sandbox.apply()
     results: dict[str, StageOutput] = {}
