@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -17,11 +18,19 @@ log = logging.getLogger(__name__)
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _WORKER_HANDLER = "cogumi_run_log"
-# Loggers whose records below ERROR go to the file only: Ray's, and gguf's per-file writer lines.
-FILE_ONLY = ("ray", "gguf")
+# Loggers whose records below ERROR go to the file only: Ray's, gguf's per-file writer lines and
+# torch's (its own stderr handler prints tracing and deprecation notices).
+FILE_ONLY = ("ray", "gguf", "torch")
 
 _lock = threading.Lock()
 _handler: logging.FileHandler | None = None
+_env_set: list[str] = []  # variables attach() set (a user's own setting is left alone)
+
+
+def _set_env(name: str, value: str) -> None:
+    if name not in os.environ:
+        os.environ[name] = value
+        _env_set.append(name)
 
 
 def active_path() -> str | None:
@@ -45,12 +54,13 @@ def attach(path: str) -> str:
         handler.setLevel(logging.INFO)
         # Model-loading progress bars of transformers/hub, in this process and in Ray's workers
         # (they inherit the environment of the Ray this process starts).
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        _set_env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if not sys.stderr.isatty():  # llm-compressor's per-layer bars would print line by line
+            _set_env("TQDM_DISABLE", "1")
         # llm-compressor logs with loguru to stdout (a line per pruned layer): errors only there,
         # everything in a JSON-lines file beside this one.
-        os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
-        os.environ.setdefault("LLM_COMPRESSOR_LOG_FILE",
-                              os.path.join(os.path.dirname(path), "llmcompressor.log"))
+        _set_env("LLM_COMPRESSOR_LOG_LEVEL", "ERROR")
+        _set_env("LLM_COMPRESSOR_LOG_FILE", os.path.join(os.path.dirname(path), "llmcompressor.log"))
         _hf_progress_off()
         logging.captureWarnings(True)  # warnings become records the console filter can sort
         root = logging.getLogger()
@@ -68,13 +78,15 @@ def detach() -> None:
     global _handler
     if _handler is None:
         return
-    for logger in [logging.getLogger(), *_ray_loggers()]:
+    for logger in [logging.getLogger(), *_file_only_loggers()]:
         if _handler in logger.handlers:
             logger.removeHandler(_handler)
     for h in logging.getLogger().handlers:
         h.removeFilter(_ray_to_file_only)
     _restore_worker_output()
     logging.captureWarnings(False)
+    while _env_set:
+        os.environ.pop(_env_set.pop(), None)
     _handler.close()
     _handler = None
 
@@ -84,7 +96,7 @@ def quiet_ray() -> None:
     importing a Ray library or starting Ray: each configures its own loggers when it loads."""
     if _handler is None:
         return
-    for logger in _ray_loggers():
+    for logger in _file_only_loggers():
         if not logger.handlers and logger.propagate:
             continue  # reaches an ancestor that is handled here, or the root's filtered console
         for h in list(logger.handlers):
@@ -101,9 +113,13 @@ def quiet_ray() -> None:
     _forward_worker_output()
 
 
-def _ray_loggers() -> list[logging.Logger]:
-    names = [n for n in logging.Logger.manager.loggerDict if n == "ray" or n.startswith("ray.")]
-    return [logging.getLogger(n) for n in names]
+def _is_file_only(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in FILE_ONLY)
+
+
+def _file_only_loggers() -> list[logging.Logger]:
+    return [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)
+            if _is_file_only(n)]
 
 
 def _is_console(h: logging.Handler) -> bool:
@@ -113,16 +129,15 @@ def _is_console(h: logging.Handler) -> bool:
 
 def _ray_to_file_only(record: logging.LogRecord) -> bool:
     """Root console filter: FILE_ONLY records below ERROR that reach the root stay in the file."""
-    is_ray = any(record.name == p or record.name.startswith(p + ".") for p in FILE_ONLY)
-    if record.name == "py.warnings":  # a Python warning raised inside Ray's own code
-        is_ray = f"{os.sep}ray{os.sep}" in str(record.args[0] if record.args else record.msg)
-    return not is_ray or record.levelno >= logging.ERROR
+    file_only = _is_file_only(record.name)
+    if record.name == "py.warnings":  # warnings raised in libraries' code (deprecations, notices)
+        where = str(record.args[0] if record.args else record.msg).split(":", 1)[0]
+        file_only = f"{os.sep}cogumi_ray{os.sep}" not in where
+    return not file_only or record.levelno >= logging.ERROR
 
 
 def _quiet_data_progress() -> None:
     """Ray Data logs a progress block per operator every few seconds when stdout is not a TTY."""
-    import sys
-
     if "ray.data" not in sys.modules:
         return
     import ray.data
@@ -207,8 +222,6 @@ def _restore_worker_output() -> None:
 
 def _hf_progress_off() -> None:
     """For libraries already imported, which read the environment variable at import."""
-    import sys
-
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars
 

@@ -101,3 +101,42 @@ def _warn_both() -> None:
                            filename="/venv/site-packages/ray/data/op.py", lineno=1)
     warnings.warn_explicit("our own warning (cogumi-warning-y)", UserWarning,
                            filename="/work/cogumi_ray/x.py", lineno=1)
+
+
+def test_attach_sets_quiet_defaults_and_detach_removes_them(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("LLM_COMPRESSOR_LOG_LEVEL", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")  # a user's own choice stays
+    run_log.attach(str(tmp_path / "run.log"))
+    try:
+        assert os.environ["LLM_COMPRESSOR_LOG_LEVEL"] == "ERROR"
+        assert os.environ["LLM_COMPRESSOR_LOG_FILE"] == str(tmp_path / "llmcompressor.log")
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"
+    finally:
+        run_log.detach()
+    assert "LLM_COMPRESSOR_LOG_LEVEL" not in os.environ
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"
+
+
+def test_library_warnings_and_torch_logs_stay_in_the_file(tmp_path):
+    import io
+    import warnings
+
+    terminal = io.StringIO()
+    console = logging.StreamHandler(terminal)
+    logging.getLogger().addHandler(console)
+    path = run_log.attach(str(tmp_path / "run.log"))
+    try:
+        warnings.warn_explicit("saving offloaded modules (lib-warning-z)", UserWarning,
+                               filename="/venv/site-packages/transformers/modeling_utils.py",
+                               lineno=3)
+        torch_like = logging.getLogger("torch.cogumi_test")
+        torch_like.warning("is_fx_tracing (torch-note-q)")
+    finally:
+        run_log.detach()
+        logging.getLogger().removeHandler(console)
+    text = _read(path)
+    assert "lib-warning-z" in text and "torch-note-q" in text
+    assert "lib-warning-z" not in terminal.getvalue()
+    assert "torch-note-q" not in terminal.getvalue()
