@@ -44,11 +44,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cogumi_ray.cluster import init_ray  # noqa: E402
 from cogumi_ray.config import RayConfig  # noqa: E402
 from cogumi_ray.data.config import DedupConfig  # noqa: E402
 from cogumi_ray.data.lsh import UnionFind, dedup_local  # noqa: E402
 from cogumi_ray.data.minhash import normalize, shingle_sets  # noqa: E402
+from cogumi_ray.ray_session import init_ray  # noqa: E402
 
 BLOCK = 5000  # rows per generated block (and Parquet file); planted copies stay inside a block
 

@@ -362,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from cogumi_ray.cluster import init_ray
     from cogumi_ray.config import RayConfig
+    from cogumi_ray.ray_session import init_ray
     from cogumi_ray.serve.app import build_app
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)

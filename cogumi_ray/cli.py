@@ -47,10 +47,41 @@ def _add_common(p: argparse.ArgumentParser, config_required: bool = False,
                    help="continue an interrupted stage from its last checkpoint")
 
 
+# The phase packages of cogumi_ray/ in the order of README.md's Layout section, and the commands
+# that are not pipeline stages (a stage's package is read from its target).
+PACKAGES = ("data", "models", "train", "generate", "judge", "failures", "distill", "compress",
+            "modifiers", "route", "serve", "eval", "export", "tune", "reports")
+OTHER_COMMANDS = {
+    "compress": ("pack", "unpack"),
+    "serve": ("serve",),
+    "export": ("export hf",),
+    "tune": ("compress --tune", "router train --tune"),
+    "reports": ("report",),
+}
+
+
+def package_map() -> str:
+    """`cogumi --help`'s epilog: each phase package with the commands that run it."""
+    from cogumi_ray.pipeline import STAGES
+
+    commands: dict[str, list[str]] = {p: [] for p in PACKAGES}
+    for stage in STAGES:
+        package = stage.target.partition(":")[0].split(".")[1]
+        commands.setdefault(package, []).append(" ".join(stage.command))
+    for package, extra in OTHER_COMMANDS.items():
+        commands.setdefault(package, []).extend(extra)
+    lines = ["packages (cogumi_ray/<package>/) and their commands, as in README.md's Layout:"]
+    lines += [f"  {p + '/':<11} {', '.join(c)}" for p, c in commands.items() if c]
+    lines.append(f"  {'pipeline.py':<11} demo, pipeline run, pipeline status")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cogumi_ray.pipeline import STAGES
 
-    parser = argparse.ArgumentParser(prog="cogumi", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cogumi", description=__doc__.splitlines()[0],
+                                     epilog=package_map(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -163,7 +194,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _summarise(args: argparse.Namespace, run_dir: str) -> None:
-    from cogumi_ray.report import print_summary
+    from cogumi_ray.summary import print_summary
 
     print_summary(run_dir)
     if args.cmd in ("demo", "pipeline"):
@@ -216,7 +247,7 @@ def _serve_run(args: argparse.Namespace, cfg: Any, *, block: bool, ui_port: int 
     from ray import serve
 
     from cogumi_ray import run_log
-    from cogumi_ray.cluster import init_ray
+    from cogumi_ray.ray_session import init_ray
     from cogumi_ray.serve.app import start
     from cogumi_ray.serve.from_run import serve_config_for_run, usage_lines
 
@@ -278,7 +309,7 @@ def _ask_demo(cfg: Any, url: str, key: str | None) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from cogumi_ray.report import print_summary
+    from cogumi_ray.summary import print_summary
 
     print_summary(_load(args).run_dir)
     return 0

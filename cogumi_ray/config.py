@@ -14,16 +14,19 @@ from pydantic import Field, ValidationError
 from cogumi_ray.compress.config import CompressConfig
 from cogumi_ray.config_base import StrictModel
 from cogumi_ray.data.config import CurateConfig, SuiteConfig
+from cogumi_ray.distill.config import DistillConfig
 from cogumi_ray.errors import ConfigError
 from cogumi_ray.eval.config import EvalConfig
 from cogumi_ray.export.config import ExportConfig
+from cogumi_ray.failures.config import FailuresConfig
 from cogumi_ray.generate.config import GenerateConfig
-from cogumi_ray.judge.config import DistillConfig, FailuresConfig, JudgeConfig
+from cogumi_ray.judge.config import JudgeConfig
 from cogumi_ray.models.config import ModelConfig
+from cogumi_ray.modifiers.config import ModifiersConfig
 from cogumi_ray.route.config import RouterConfig
 from cogumi_ray.sandbox.config import SandboxConfig
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.train.config import ModifiersConfig, TrainConfig
+from cogumi_ray.train.config import TrainConfig
 
 
 class RunConfig(StrictModel):

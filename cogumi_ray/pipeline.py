@@ -170,7 +170,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="failures",
-        target="cogumi_ray.judge.failures.stage:run",
+        target="cogumi_ray.failures.stage:run",
         sections=("failures",),
         inputs=lambda cfg: {"failures": cfg.failures.input or "judge.failures"},
         command=("failures", "analyze"),
@@ -182,7 +182,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="distill",
-        target="cogumi_ray.judge.distill.stage:run",
+        target="cogumi_ray.distill.stage:run",
         sections=("distill", "judge", "generate", "eval"),
         inputs=lambda cfg: {
             "model": "train_base.model",
@@ -220,7 +220,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="modifiers",
-        target="cogumi_ray.train.modifier_stage:run",
+        target="cogumi_ray.modifiers.stage:run",
         sections=("modifiers", "generate", "eval"),
         inputs=lambda cfg: {
             "model": FINAL_MODEL,
@@ -307,9 +307,9 @@ def run_pipeline(
     """
     from cogumi_ray import run_log as run_log_file
     from cogumi_ray import storage
-    from cogumi_ray.cluster import init_ray
-    from cogumi_ray.report import fmt_metrics
+    from cogumi_ray.ray_session import init_ray
     from cogumi_ray.runs import RunContext
+    from cogumi_ray.summary import fmt_metrics
 
     force = set(force)
     for name in force | set(only or ()) | ({until} if until else set()):

@@ -19,8 +19,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        from cogumi_ray.cluster import init_ray
         from cogumi_ray.config import RayConfig
+        from cogumi_ray.ray_session import init_ray
 
         init_ray(RayConfig(  # as `cogumi` starts a local Ray, with a small object store
             num_cpus=max(2, os.cpu_count() or 2), include_dashboard=False,

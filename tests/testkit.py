@@ -29,6 +29,33 @@ def tiny_pairs(n: int = 240) -> list[tuple[str, str]]:
     return pairs
 
 
+# Small and quick Ray Train runs: 1 worker, a handful of steps, eval + checkpoint every 2 steps.
+FAST_TRAIN = {"max_steps": 6, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
+              "per_device_batch_size": 8, "cpus_per_worker": 1, "max_seq_len": 96, "packing": False}
+
+
+def write_sft_splits(out: Any) -> Any:
+    """`tiny_pairs(120)` as Example rows with domains, written to `out`/train.parquet (96 rows)
+    and `out`/val.parquet (24); returns `out`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cogumi_ray.data.schema import Example, arrow_schema
+
+    domains = ("math", "reasoning", "code")  # tiny_pairs cycles sum / sort / function
+    rows = [Example(id=str(i), instruction=a, response=b, domain=domains[i % 3]).to_row()
+            for i, (a, b) in enumerate(tiny_pairs(120))]
+    for name, part in (("train", rows[:96]), ("val", rows[96:])):
+        pq.write_table(pa.Table.from_pylist(part, schema=arrow_schema()), out / f"{name}.parquet")
+    return out
+
+
+def sft_inputs(model_dir: str, data_dir: Any) -> dict[str, str]:
+    """A training stage's inputs: the model folder and the splits of `write_sft_splits`."""
+    return {"model": model_dir, "train": str(data_dir / "train.parquet"),
+            "val": str(data_dir / "val.parquet")}
+
+
 def random_peft_adapter(base_dir: str, out_dir: str, seed: int, rank: int = 4, std: float = 0.1,
                         **lora_kwargs) -> str:
     """A PEFT LoRA on q/k/v/o/gate/up/down with random (non-zero) A and B: a visible change.

@@ -70,7 +70,7 @@ def recover(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], pruned: 
     from cogumi_ray.compress.masks import keep_masks_callback, masks_of, violations
     from cogumi_ray.models.load import load_model_and_tokenizer
     from cogumi_ray.train.base_stage import checkpoint_root
-    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.checkpoints import export_checkpoint
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     rc = cfg.compress.prune.recovery

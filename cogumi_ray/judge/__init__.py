@@ -1,1 +1,1 @@
-"""Judging: verifier and LLM judges on Ray Data, failure analysis, distillation."""
+"""Judging: verifier and LLM judges on Ray Data, their API clients, reply cache and costs."""

@@ -26,7 +26,7 @@ _MAX_TURNS = 10  # turns beyond this look alike to the router
 
 def embedder(model: str | None, device: str) -> Any:
     """The sentence-embedding model, loaded once per process (loading takes seconds)."""
-    from cogumi_ray.judge.failures.embed import load_embedder
+    from cogumi_ray.failures.embed import load_embedder
 
     key = (model, device)
     if key not in _EMBEDDERS:

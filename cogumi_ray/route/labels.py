@@ -76,7 +76,7 @@ def read_scores(path: str) -> pa.Table:
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise DataError(f"scores {path!r} lacks columns {missing} (has {table.column_names}); "
-                        f"it needs {list(REQUIRED)}, as cogumi_ray.train.modifier_eval.write_rows "
+                        f"it needs {list(REQUIRED)}, as cogumi_ray.modifiers.scoring.write_rows "
                         "writes them")
     return table
 

@@ -1,1 +1,1 @@
-"""Training on Ray Train: full-precision SFT of the base, LoRA modifiers, backends."""
+"""Training on Ray Train: full-precision SFT of the base, backends, LoRA wrapping, checkpoints."""

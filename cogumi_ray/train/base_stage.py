@@ -28,7 +28,7 @@ def checkpoint_root(configured: str | None, stage_dir: str) -> str:
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     from cogumi_ray.runs import StageOutput
-    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.checkpoints import export_checkpoint
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     stage_dir = ctx.stage_dir(STAGE)
@@ -54,7 +54,7 @@ def _by_val_pass_rate(cfg: CogumiConfig, result, val_path: str, stage_dir: str,
                       metrics: dict) -> object:
     """The final or the lowest-eval_loss checkpoint, whichever passes more validation rows."""
     from cogumi_ray.eval.stage import read_examples, score_model
-    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.checkpoints import export_checkpoint
 
     if result.best is None or result.best.path == result.final.path:
         metrics["selected"] = "final"

@@ -1,4 +1,4 @@
-"""Config sections for base training (`train`) and LoRA modifier training (`modifiers`).
+"""Config section for training on Ray Train (`train`), and the LoRA settings its jobs take.
 
 The defaults are the embedded default: a tiny Llama trained from scratch on 2 CPU cores in a few
 minutes (hence the high learning rate and short sequences). A cluster config overrides them
@@ -7,9 +7,9 @@ minutes (hence the high learning rate and short sequences). A cluster config ove
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cogumi_ray.config_base import StrictModel
 
@@ -155,72 +155,3 @@ class LoraSpec(StrictModel):
                                  "down_proj"],
         description="Linear layers that get adapters (Llama names).",
     )
-
-
-def _default_adapters() -> dict[str, LoraSpec]:
-    # The original spec on the 8B model: rank 128 code, 112 reasoning, 96 automation. Same
-    # proportions on the tiny model (width 256 vs 4096): 16 / 14 / 12.
-    return {
-        "code": LoraSpec(rank=16),
-        "reasoning": LoraSpec(rank=14),
-        "automation": LoraSpec(rank=12),
-    }
-
-
-def _default_modifier_training() -> TrainConfig:
-    # Adapters start from a trained base: fewer steps, no keep-best churn, LoRA-sized lr.
-    return TrainConfig(
-        epochs=4, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
-        warmup_ratio=0.05, weight_decay=0.0, per_device_batch_size=8, prompt_loss=False,
-    )
-
-
-class ModifiersConfig(StrictModel):
-    """`cogumi modifiers train`: one PEFT LoRA adapter per domain, on the same Ray Train machinery.
-
-    On the 8B model the original spec uses rank 128 (code), 112 (reasoning), 96 (automation),
-    alpha = 2 * rank, dropout 0.05, all attention and MLP projections.
-    """
-
-    domains: list[str] = Field(
-        default_factory=lambda: ["code", "reasoning", "automation"],
-        description="Domains to train an adapter for (`--domain D`, repeatable).",
-    )
-    adapters: dict[str, LoraSpec] = Field(
-        default_factory=_default_adapters,
-        description="Per-domain LoRA settings; a domain without an entry gets `default`.",
-    )
-    default: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings of other domains.")
-    training: TrainConfig = Field(
-        default_factory=_default_modifier_training, description="Optimisation, scaling, checkpoints."
-    )
-    data: str | None = Field(
-        None,
-        description="Example Parquet/JSONL to train on, filtered per domain (default: the distill "
-        "stage's set of the base's failures with their corrections).",
-    )
-    min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
-    merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")
-    score: bool = Field(
-        True, description="Score the base and base + each adapter on the validation and held-out "
-        "rows (uplift per domain, row verdicts in scores.parquet)."
-    )
-    min_uplift_pp: float = Field(
-        0.0, description="An adapter whose held-out pass rate on its own domain does not beat "
-        "the base's by more than this many percentage points is flagged."
-    )
-
-    @field_validator("domains", "adapters")
-    @classmethod
-    def _known_domains(cls, value: Any) -> Any:
-        from cogumi_ray.data.config import DOMAINS
-
-        bad = [d for d in value if d not in DOMAINS]
-        if bad:
-            raise ValueError(f"unknown domains {bad}; valid: {list(DOMAINS)}")
-        if not value and isinstance(value, list):
-            raise ValueError("domains is empty; name at least one (e.g. --domain code)")
-        return value
-
-    def spec(self, domain: str) -> LoraSpec:
-        return self.adapters.get(domain, self.default)

@@ -100,7 +100,7 @@ def test_deepspeed_zero_trains_on_cpu(stage, ray_session, tiny_model_dir, tmp_pa
 
     from cogumi_ray.data.schema import Example, arrow_schema
     from cogumi_ray.models.load import load_model_and_tokenizer
-    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.checkpoints import export_checkpoint
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     rows = [Example(id=str(i), instruction=a, response=b).to_row()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cogumi_ray.config import CogumiConfig, load_config
+from cogumi_ray.config import load_config
 from cogumi_ray.errors import ConfigError, TrainError
-from cogumi_ray.train.config import ModifiersConfig, TrainConfig
+from cogumi_ray.train.config import TrainConfig
 from cogumi_ray.train.trainer import (
     SFTJob,
     cpu_has_bf16,
@@ -93,16 +93,6 @@ def test_unknown_keys_and_bad_values_fail_with_the_key_named():
         load_config(overrides={"train.backend": "megatron"})
     with pytest.raises(ConfigError, match="modifiers.domains"):
         load_config(overrides={"modifiers.domains": ["cooking"]})
-
-
-def test_modifier_defaults_scale_the_original_ranks():
-    mods = CogumiConfig().modifiers
-    # 8B: 128 code, 112 reasoning, 96 automation -> same 8:7:6 proportions on the tiny model
-    ranks = {d: mods.spec(d).rank for d in ("code", "reasoning", "automation")}
-    assert ranks["code"] * 7 == ranks["reasoning"] * 8 and ranks["code"] * 6 == ranks["automation"] * 8
-    assert mods.spec("math") == mods.default
-    with pytest.raises(ValidationError, match="domains is empty"):
-        ModifiersConfig(domains=[])
 
 
 def test_cli_words_and_domain_option():

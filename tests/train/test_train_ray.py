@@ -1,4 +1,4 @@
-"""Real Ray Train runs on the tiny model: base SFT stage, LoRA modifier stage, fault tolerance."""
+"""Real Ray Train runs on the tiny model: the base SFT stage and fault tolerance."""
 
 from __future__ import annotations
 
@@ -8,36 +8,17 @@ import os
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from testkit import tiny_pairs
+from testkit import FAST_TRAIN, sft_inputs, write_sft_splits
 
 from cogumi_ray.config import CogumiConfig
-from cogumi_ray.data.schema import Example, arrow_schema
 from cogumi_ray.runs import RunContext
 from cogumi_ray.train.config import TrainConfig
-
-# Small and quick: 1 worker, a handful of steps, eval + checkpoint every 2 steps.
-FAST = {"max_steps": 6, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
-        "per_device_batch_size": 8, "cpus_per_worker": 1, "max_seq_len": 96, "packing": False}
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sft_data")
-    domains = ("math", "reasoning", "code")  # tiny_pairs cycles sum / sort / function
-    pairs = tiny_pairs(120)
-    rows = [Example(id=str(i), instruction=a, response=b, domain=domains[i % 3]).to_row()
-            for i, (a, b) in enumerate(pairs)]
-    for name, part in (("train", rows[:96]), ("val", rows[96:])):
-        pq.write_table(pa.Table.from_pylist(part, schema=arrow_schema()), out / f"{name}.parquet")
-    return out
-
-
-def _inputs(model_dir, data_dir):
-    return {"model": model_dir, "train": str(data_dir / "train.parquet"),
-            "val": str(data_dir / "val.parquet")}
+    return write_sft_splits(tmp_path_factory.mktemp("sft_data"))
 
 
 def test_train_base_stage_gives_loadable_model_and_metrics(
@@ -48,9 +29,9 @@ def test_train_base_stage_gives_loadable_model_and_metrics(
     from cogumi_ray.models.load import load_model_and_tokenizer
     from cogumi_ray.train.base_stage import run
 
-    cfg = CogumiConfig(train=TrainConfig(**FAST, num_to_keep=1))
+    cfg = CogumiConfig(train=TrainConfig(**FAST_TRAIN, num_to_keep=1))
     ctx = RunContext(str(tmp_path / "run"))
-    out = run(cfg, ctx, _inputs(tiny_model_dir, data_dir))
+    out = run(cfg, ctx, sft_inputs(tiny_model_dir, data_dir))
 
     model_dir = out.outputs["model"]
     assert sorted(os.listdir(model_dir)) == sorted(
@@ -70,55 +51,6 @@ def test_train_base_stage_gives_loadable_model_and_metrics(
     ckpts = [d for d in os.listdir(m["checkpoints"]) if d.startswith("checkpoint_")]
     assert 1 <= len(ckpts) <= 2
     json.dumps(m)  # manifest-serialisable
-
-
-def test_modifier_stage_gives_peft_adapter_and_merged_model(
-    ray_session, tiny_model_dir, data_dir, tmp_path
-):
-    import torch
-    from peft import PeftModel
-
-    from cogumi_ray.models.load import load_model_and_tokenizer
-    from cogumi_ray.train.modifier_stage import run
-
-    cfg = CogumiConfig.model_validate({"modifiers": {
-        "domains": ["math"], "merge": True, "min_examples": 8,
-        "adapters": {"math": {"rank": 4, "target_modules": ["q_proj", "v_proj"]}},
-        "training": {**FAST, "max_steps": 4, "learning_rate": 1e-2},
-    }})
-    out = run(cfg, RunContext(str(tmp_path / "run")), _inputs(tiny_model_dir, data_dir))
-
-    adapter = os.path.join(out.outputs["adapters"], "math")
-    conf = json.loads(Path(adapter, "adapter_config.json").read_text())
-    assert conf["r"] == 4 and conf["lora_alpha"] == 8
-    assert sorted(conf["target_modules"]) == ["q_proj", "v_proj"]
-    assert not os.path.exists(os.path.join(adapter, "optimizer.pt"))
-    base, _ = load_model_and_tokenizer(tiny_model_dir)
-    peft_model = PeftModel.from_pretrained(base, adapter)
-    lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
-    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: it trained
-
-    merged, _ = load_model_and_tokenizer(os.path.join(out.outputs["merged"], "math"))
-    ids = torch.tensor([[1, 5, 9, 12]])
-    with torch.no_grad():
-        assert torch.allclose(merged(ids).logits, peft_model(ids).logits, atol=1e-4)
-    assert out.metrics["math_train_rows"] == 32 and out.metrics["math_rank"] == 4
-    assert math.isfinite(out.metrics["math_eval_loss"])
-    # ... and the same adapter as a llama.cpp LoRA GGUF (f16) for the llama.cpp serve backend
-    lora_gguf = out.outputs["math_adapter_gguf"]
-    assert lora_gguf == os.path.join(out.outputs["adapters"], "math.gguf")
-    assert out.metrics["math_adapter_gguf_mb"] == round(os.path.getsize(lora_gguf) / 2**20, 3) > 0
-
-
-def test_modifier_stage_rejects_a_domain_without_enough_examples(
-    ray_session, tiny_model_dir, data_dir, tmp_path
-):
-    from cogumi_ray.errors import TrainError
-    from cogumi_ray.train.modifier_stage import run
-
-    cfg = CogumiConfig.model_validate({"modifiers": {"domains": ["automation"]}})
-    with pytest.raises(TrainError, match="0 usable training rows of domain 'automation'"):
-        run(cfg, RunContext(str(tmp_path / "run")), _inputs(tiny_model_dir, data_dir))
 
 
 def _crash_once_at(step: int, marker: str):
@@ -149,7 +81,7 @@ def test_worker_killed_mid_run_resumes_from_last_checkpoint(
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     marker = str(tmp_path / "crashed")
-    cfg = TrainConfig(**{**FAST, "max_steps": 8, "eval_steps": 2, "save_steps": 4}, max_failures=1)
+    cfg = TrainConfig(**{**FAST_TRAIN, "max_steps": 8, "eval_steps": 2, "save_steps": 4}, max_failures=1)
     job = SFTJob(
         name="ft", model_path=tiny_model_dir, train_path=str(data_dir / "train.parquet"),
         val_path=str(data_dir / "val.parquet"), cfg=cfg, storage_path=str(tmp_path / "ckpt"),
@@ -202,7 +134,7 @@ def test_worker_sigkilled_from_outside_resumes_from_last_checkpoint(
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     released, reached = str(tmp_path / "released"), str(tmp_path / "reached")
-    cfg = TrainConfig(**{**FAST, "max_steps": 8, "eval_steps": 2, "save_steps": 4}, max_failures=1)
+    cfg = TrainConfig(**{**FAST_TRAIN, "max_steps": 8, "eval_steps": 2, "save_steps": 4}, max_failures=1)
     job = SFTJob(
         name="sigkill", model_path=tiny_model_dir, train_path=str(data_dir / "train.parquet"),
         val_path=str(data_dir / "val.parquet"), cfg=cfg, storage_path=str(tmp_path / "ckpt"),

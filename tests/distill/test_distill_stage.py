@@ -58,7 +58,7 @@ def config(root: Path, **distill) -> CogumiConfig:
 
 def run_distill(cfg: CogumiConfig, data: dict[str, str]):
     """The distill stage with its inputs given as paths (no upstream stages in these tests)."""
-    from cogumi_ray.judge.distill.stage import run
+    from cogumi_ray.distill.stage import run
     from cogumi_ray.runs import RunContext
 
     return run(cfg, RunContext(cfg.run_dir), data)
@@ -146,7 +146,7 @@ def test_scripted_student_and_openai_compatible_teacher(ray_session, tmp_path, s
         assert out.outputs["model"] == data["model"] and m["retrained"] is False
 
         # Asking again (a re-run) is served from the stage's reply cache: nothing sent or paid.
-        from cogumi_ray.judge.distill.teacher import TeacherWorker, teacher_judge_config
+        from cogumi_ray.distill.teacher import TeacherWorker, teacher_judge_config
 
         calls = server.teacher_calls
         tj = teacher_judge_config(cfg.judge, cfg.distill.teacher)

@@ -12,13 +12,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 from sklearn.metrics import adjusted_rand_score
 
 from cogumi_ray.config import CogumiConfig
 from cogumi_ray.errors import DataError
-from cogumi_ray.judge.failures.cluster import cluster
-from cogumi_ray.judge.failures.label import cluster_terms
-from cogumi_ray.judge.failures.report import build_report, markdown
+from cogumi_ray.failures.config import FailuresConfig
+from cogumi_ray.failures.kmeans import cluster
+from cogumi_ray.failures.label import cluster_terms
+from cogumi_ray.failures.report import build_report, markdown
 from cogumi_ray.pipeline import run_pipeline
 
 # --- clustering and labels on their own (no model) -------------------------------------------
@@ -76,6 +78,11 @@ def test_report_and_markdown_escape_and_count():
     assert "beta\\|gamma" in md and "| 0 | 3 | alpha | math 3 |" in md
     assert "No failures" in markdown(build_report([], cluster(np.zeros((0, 2)), k=None, k_min=2,
                                                               k_max=3, seed=0, sample=100), {}, 2))
+
+
+def test_config_rejects_a_bad_k_range():
+    with pytest.raises(ValidationError, match="k_min"):
+        FailuresConfig(k_min=6, k_max=3)
 
 
 # --- the stage on Ray Data with the real embedding model -------------------------------------

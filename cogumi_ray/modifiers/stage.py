@@ -35,7 +35,7 @@ _HEADLINE = ("train_loss", "eval_loss", "steps", "train_rows", "tokens_per_s", "
 
 def _merge(base: str, checkpoint: Any, out: str) -> None:
     """Merge the adapter in a Ray Train checkpoint into the base; save to `out` (local or URI)."""
-    from cogumi_ray.train.export import HF_CHECKPOINT
+    from cogumi_ray.train.checkpoints import HF_CHECKPOINT
     from cogumi_ray.train.lora import merge_adapter
 
     with checkpoint.as_directory() as ckpt_dir:
@@ -65,7 +65,7 @@ def _export_gguf(adapter_dir: str, base: str, out: str) -> Any:
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     from cogumi_ray.runs import StageOutput
     from cogumi_ray.train.base_stage import checkpoint_root
-    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.checkpoints import export_checkpoint
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     mods = cfg.modifiers
@@ -116,7 +116,7 @@ def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
     """Base vs base + each adapter on the validation and held-out rows; flags and row verdicts."""
     from cogumi_ray.data.suite.verify import can_verify
     from cogumi_ray.eval.stage import read_examples, score_model
-    from cogumi_ray.train.modifier_eval import BASE, OptionRows, score_adapter, uplift, write_rows
+    from cogumi_ray.modifiers.scoring import BASE, OptionRows, score_adapter, uplift, write_rows
 
     splits = {s: [e for e in read_examples(inputs[s]) if can_verify(e)]
               for s in ("val", "test") if inputs.get(s)}

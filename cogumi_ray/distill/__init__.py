@@ -1,5 +1,6 @@
 """Distillation (`cogumi distill`): turn the judged failures into training data, retrain, re-score.
 
+    config.py         the `distill` config section (teacher settings, templates, retraining)
     self_critique.py  the model critiques and rewrites its failed answers (Ray Data generation);
                       rewrites are re-judged by the same judge, passing ones are kept
     teacher.py        the failures self-critique left: corrected by a teacher, either an LLM via

@@ -8,7 +8,7 @@ from cogumi_ray.config import CogumiConfig
 from cogumi_ray.data.config import SuiteConfig
 from cogumi_ray.eval.scores import ItemResult, Tally
 from cogumi_ray.eval.suite import SuiteScore
-from cogumi_ray.train.modifier_eval import BASE, OptionRows, score_adapter, uplift, write_rows
+from cogumi_ray.modifiers.scoring import BASE, OptionRows, score_adapter, uplift, write_rows
 
 
 def _score(passed: dict[str, list[bool]]) -> SuiteScore:

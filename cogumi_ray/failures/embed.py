@@ -13,12 +13,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.errors import MissingDependencyError
-from cogumi_ray.judge.failures.read import joined_text
+from cogumi_ray.failures.read import joined_text
 
 if TYPE_CHECKING:
     import ray.data
 
-    from cogumi_ray.judge.config import FailuresConfig
+    from cogumi_ray.failures.config import FailuresConfig
 
 TEXT = "failure_text"
 EMBEDDING = "embedding"

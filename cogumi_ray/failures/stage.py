@@ -31,7 +31,7 @@ def collect(ds: Any) -> tuple[dict[str, list[Any]], np.ndarray]:
     """Pull the embedded failures to the driver: (columns, embeddings (n, dim))."""
     import numpy as np
 
-    from cogumi_ray.judge.failures.embed import EMBEDDING
+    from cogumi_ray.failures.embed import EMBEDDING
 
     cols: dict[str, list[Any]] = {}
     vectors = []
@@ -47,7 +47,7 @@ def to_table(cols: dict[str, list[Any]], x: np.ndarray, labels: list[int],
     import numpy as np
     import pyarrow as pa
 
-    from cogumi_ray.judge.failures.embed import EMBEDDING
+    from cogumi_ray.failures.embed import EMBEDDING
 
     table = pa.table({k: pa.array(v) for k, v in cols.items()})
     dim = x.shape[1] if x.ndim == 2 else 0
@@ -71,11 +71,11 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 
     import numpy as np
 
-    from cogumi_ray.judge.failures.cluster import cluster
-    from cogumi_ray.judge.failures.embed import TEXT, embed_dataset
-    from cogumi_ray.judge.failures.label import cluster_terms
-    from cogumi_ray.judge.failures.read import read_failures
-    from cogumi_ray.judge.failures.report import build_report, markdown
+    from cogumi_ray.failures.embed import TEXT, embed_dataset
+    from cogumi_ray.failures.kmeans import cluster
+    from cogumi_ray.failures.label import cluster_terms
+    from cogumi_ray.failures.read import read_failures
+    from cogumi_ray.failures.report import build_report, markdown
     from cogumi_ray.runs import StageOutput
 
     fc = cfg.failures

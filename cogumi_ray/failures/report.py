@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from cogumi_ray.judge.failures.cluster import Clustering
+from cogumi_ray.failures.kmeans import Clustering
 
 
 def _short(text: Any, limit: int = 160) -> str:

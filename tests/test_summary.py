@@ -3,7 +3,7 @@ import json
 import pytest
 
 from cogumi_ray.errors import RunError
-from cogumi_ray.report import summary_lines
+from cogumi_ray.summary import summary_lines
 
 
 def _rec(metrics, status="done"):

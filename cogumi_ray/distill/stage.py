@@ -69,7 +69,7 @@ def _columns(path: str, columns: list[str]) -> dict[str, list[Any]]:
 def critique_step(cfg: CogumiConfig, inputs: dict[str, str], failures: ray.data.Dataset,
                   out: str, m: dict[str, Any]) -> tuple[ray.data.Dataset, set[str]]:
     """Rewrites re-judged by the same judge; returns (the passing ones, their failure ids)."""
-    from cogumi_ray.judge.distill.self_critique import CRITIQUE, self_critique
+    from cogumi_ray.distill.self_critique import CRITIQUE, self_critique
     from cogumi_ray.judge.stage import cache_dir_for
 
     dc, jc = cfg.distill, cfg.judge
@@ -97,7 +97,7 @@ def teacher_step(cfg: CogumiConfig, remaining: ray.data.Dataset, out: str,
     """Teacher corrections (verified by the judge unless they are the references); the kept ones."""
     from ray.data.expressions import col
 
-    from cogumi_ray.judge.distill.teacher import teacher_dataset, teacher_judge_config
+    from cogumi_ray.distill.teacher import teacher_dataset, teacher_judge_config
     from cogumi_ray.judge.run import judge_dataset
     from cogumi_ray.judge.stage import cache_dir_for
 
@@ -133,7 +133,7 @@ def dataset_step(cfg: CogumiConfig, inputs: dict[str, str], parts: list[ray.data
     from ray.data.expressions import col
 
     from cogumi_ray.data.schema import COLUMNS, arrow_schema
-    from cogumi_ray.judge.distill.dataset import PART, combine, replay
+    from cogumi_ray.distill.dataset import PART, combine, replay
 
     dc = cfg.distill
     if parts and (rp := replay(inputs["train"], dc.replay_fraction, cfg.run.seed)) is not None:
@@ -155,7 +155,7 @@ def retrain_step(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], mix
                  out: str) -> tuple[str, dict[str, Any]]:
     """The base retrained on the mix by the training stage's Ray Train SFT; (model dir, metrics)."""
     from cogumi_ray.train.base_stage import checkpoint_root
-    from cogumi_ray.train.export import export_checkpoint
+    from cogumi_ray.train.checkpoints import export_checkpoint
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     tc = cfg.distill.training
@@ -170,8 +170,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 
     from ray.data.expressions import col
 
-    from cogumi_ray.judge.distill.dataset import as_examples
-    from cogumi_ray.judge.failures.read import read_failures
+    from cogumi_ray.distill.dataset import as_examples
+    from cogumi_ray.failures.read import read_failures
     from cogumi_ray.runs import StageOutput
 
     dc, jc, t = cfg.distill, cfg.judge, cfg.distill.teacher
@@ -228,8 +228,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 
     scores: dict[str, Any] = {}
     if dc.evaluate and m["retrained"] and "test" in inputs:
+        from cogumi_ray.distill.evaluate import compare, score
         from cogumi_ray.eval.stage import read_examples
-        from cogumi_ray.judge.distill.evaluate import compare, score
 
         examples = read_examples(inputs["test"])[: dc.eval_limit]
         before, after = score(cfg, inputs["model"], examples), score(cfg, model_out, examples)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from cogumi_ray.judge.config import JudgeConfig, TeacherConfig
+from cogumi_ray.distill.config import TeacherConfig
+from cogumi_ray.judge.config import JudgeConfig
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cogumi_ray.errors import TrainError
-from cogumi_ray.train.export import export_checkpoint
+from cogumi_ray.train.checkpoints import export_checkpoint
 
 
 def _checkpoint(root, files):

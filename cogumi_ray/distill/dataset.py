@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from cogumi_ray.judge.distill.teacher import SOURCE
+from cogumi_ray.distill.teacher import SOURCE
 
 if TYPE_CHECKING:
     import pyarrow as pa
