@@ -7,9 +7,10 @@ so `CogumiConfig()` is what `cogumi demo` runs and `configs/demo.yaml` only name
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from cogumi_ray.compress.config import CompressConfig
 from cogumi_ray.config_base import StrictModel
@@ -131,19 +132,35 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"config file {source} is not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"invalid config in {source}: top level must be a mapping")
-    if overrides:
-        # Overrides change only the keys they name: apply them to the resolved config, so
-        # `--set train.max_steps=10` keeps the rest of that section's factory defaults (the
-        # demo's training budget) instead of replacing the section.
-        data = config_from_dict(data, source).model_dump(mode="json")
     for dotted, value in (overrides or {}).items():
         node = data
+        model: type[BaseModel] | None = CogumiConfig
         *parents, leaf = dotted.split(".")
         for key in parents:
+            field = model.model_fields.get(key) if model is not None else None
             if node.get(key) is None:  # absent, or an optional section left unset (None)
-                node[key] = {}
+                node[key] = _factory_values(field)
             node = node[key]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+            model = _section_model(field)
         node[leaf] = value
     return config_from_dict(data, source)
+
+
+def _factory_values(field: FieldInfo | None) -> dict[str, Any]:
+    """What a section's default factory sets beyond its class defaults (the demo's training
+    budget), so `--set train.max_steps=10` on a config without `train:` keeps it."""
+    if field is None or field.default_factory is None:
+        return {}
+    value = field.default_factory()  # type: ignore[call-arg]
+    return value.model_dump(mode="json", exclude_unset=True) if isinstance(value, BaseModel) else {}
+
+
+def _section_model(field: FieldInfo | None) -> type[BaseModel] | None:
+    if field is None:
+        return None
+    for t in (field.annotation, *get_args(field.annotation)):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
