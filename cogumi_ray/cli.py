@@ -254,7 +254,7 @@ def _serve_run(args: argparse.Namespace, cfg: Any, *, block: bool, ui_port: int 
     scfg = serve_config_for_run(cfg, config_path=args.config, backend=args.backend,
                                 host=args.host, port=args.port)
     init_ray(cfg.ray)
-    run_log.quiet_ray()  # a demo's run log also takes Serve's controller and proxy lines
+    run_log.quiet_libraries()  # a demo's run log also takes Serve's controller and proxy lines
     ui = None
     keys = sorted(scfg.resolved_api_keys())
     try:

@@ -56,7 +56,7 @@ def init_ray(cfg: RayConfig, env_vars: dict[str, str] | None = None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     from cogumi_ray import run_log
 
-    run_log.quiet_ray()  # before ray.init: it logs its start-up lines
+    run_log.quiet_libraries()  # before ray.init: it logs its start-up lines
     kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": True}
     if cfg.address:
         kwargs["address"] = cfg.address
@@ -70,7 +70,7 @@ def init_ray(cfg: RayConfig, env_vars: dict[str, str] | None = None) -> None:
             kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024 * 1024
         kwargs["_system_config"] = local_system_config(cfg)
     ctx = ray.init(**kwargs)
-    run_log.quiet_ray()
+    run_log.quiet_libraries()
     url = getattr(ctx, "dashboard_url", None)
     log.info("ray: %s%s", ray.cluster_resources(), f"; dashboard http://{url}" if url else "")
     if tune_data_for_small_cluster(cfg.small_cluster_cpus):

@@ -69,7 +69,7 @@ def attach(path: str) -> str:
             if _is_console(h):
                 h.addFilter(_ray_to_file_only)
         _handler = handler
-    quiet_ray()
+    quiet_libraries()
     return path
 
 
@@ -91,7 +91,7 @@ def detach() -> None:
     _handler = None
 
 
-def quiet_ray() -> None:
+def quiet_libraries() -> None:
     """Move Ray's console logging and forwarded worker output into the run log. Call again after
     importing a Ray library or starting Ray: each configures its own loggers when it loads."""
     if _handler is None:

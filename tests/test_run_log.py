@@ -30,7 +30,7 @@ def test_ray_logger_goes_to_file_and_only_errors_to_terminal(attached, capsys):
     console = logging.StreamHandler()  # what Ray's own logging config installs
     ray_like.addHandler(console)
     ray_like.setLevel(logging.INFO)
-    run_log.quiet_ray()
+    run_log.quiet_libraries()
     assert console not in ray_like.handlers
     ray_like.info("operator progress 3/7")
     ray_like.error("operator failed")
@@ -39,7 +39,7 @@ def test_ray_logger_goes_to_file_and_only_errors_to_terminal(attached, capsys):
     assert "operator progress 3/7" in text and "operator failed" in text
     assert "operator progress 3/7" not in err
     assert "operator failed" in err
-    run_log.quiet_ray()  # idempotent: one file handler, one error console
+    run_log.quiet_libraries()  # idempotent: one file handler, one error console
     ray_like.info("once")
     assert _read(attached).count("once") == 1
 

@@ -1,0 +1,108 @@
+"""The pipeline submitted with `ray job submit` to a 2-node Ray cluster, its run on a file:// store.
+
+Two Ray nodes on this machine (a head and a worker, one CPU each, so anything that wants two CPUs
+at once has to use both), `cogumi pipeline run configs/smoke.yaml` through the stages that use Ray
+Data (curate, generate, judge) and Ray Train (train_base, two workers), then Ray's state API says
+on which node each task and actor ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNTIL = "judge"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def two_node_cluster():
+    from ray.cluster_utils import Cluster
+
+    port = _free_port()
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+        "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+        "dashboard_port": port})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster, f"http://127.0.0.1:{port}"
+    finally:
+        cluster.shutdown()
+
+
+def _wait_for_dashboard(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_pipeline_on_both_nodes(two_node_cluster, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.util.state import list_actors, list_nodes, list_tasks
+
+    _, url = two_node_cluster
+    _wait_for_dashboard(url)
+    root = f"file://{tmp_path}"
+    cogumi = str(Path(sys.executable).with_name("cogumi"))
+    entrypoint = (f"{cogumi} pipeline run {REPO / 'configs' / 'smoke.yaml'} --root {root} "
+                  f"--until {UNTIL} --set ray.address=auto --set train.num_workers=2 "
+                  "--set train.cpus_per_worker=1 --set generate.concurrency=2")
+    job_id = "cogumi-two-node-test"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    submit = subprocess.run(
+        [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", url,
+         "--submission-id", job_id, "--no-wait", "--", entrypoint],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert submit.returncode == 0, submit.stderr[-3000:]
+
+    client = JobSubmissionClient(url)
+    deadline = time.monotonic() + 1800
+    while (status := client.get_job_status(job_id)) not in JobStatus.terminal_statuses():
+        assert time.monotonic() < deadline, "job did not finish in 30 min"
+        time.sleep(5)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+
+    manifest = json.loads((tmp_path / "smoke" / "manifest.json").read_text())
+    for stage in ("curate", "train_base", "generate", "judge"):
+        assert manifest["stages"][stage]["status"] == "done", stage
+
+    nodes = {n.node_id for n in list_nodes(address=url) if n.state == "ALIVE"}
+    assert len(nodes) == 2
+    job_hex = next(j.job_id for j in client.list_jobs() if j.submission_id == job_id)
+    tasks = list_tasks(address=url, filters=[("job_id", "=", job_hex)], limit=10_000,
+                       raise_on_missing_output=False)
+    data_nodes = {t.node_id for t in tasks if t.node_id and _is_data_task(t.name)}
+    assert data_nodes == nodes, sorted({t.name for t in tasks})
+    actors = list_actors(address=url, filters=[("job_id", "=", job_hex)], limit=10_000,
+                         raise_on_missing_output=False, detail=True)
+    train_nodes = {a.node_id for a in actors if "TrainWorker" in a.class_name}
+    assert train_nodes == nodes, sorted({a.class_name for a in actors})
+
+
+def _is_data_task(name: str) -> bool:
+    """Ray Data's operator tasks (reads, map batches, shuffles), not Ray Train's or ours."""
+    return any(k in name for k in ("ReadFiles", "read_piece", "Map", "Shuffle", "Aggregate"))
