@@ -1,9 +1,11 @@
 """The pipeline submitted with `ray job submit` to a 2-node Ray cluster, its run on a file:// store.
 
-Two Ray nodes on this machine (a head and a worker, one CPU each, so anything that wants two CPUs
-at once has to use both), `cogumi pipeline run configs/smoke.yaml` through the stages that use Ray
-Data (curate, generate, judge) and Ray Train (train_base, two workers), then Ray's state API says
-on which node each task and actor ran.
+Two Ray nodes on this machine (a head and a worker, two logical CPUs each; a Ray Train worker asks
+for two, so the two workers need both nodes, and Ray Data spreads its tasks by default),
+`cogumi pipeline run configs/smoke.yaml` through the stages that use Ray Data (curate, generate,
+judge) and Ray Train (train_base), then Ray's state API says on which node each task and actor ran.
+(One CPU per node deadlocks: two 0.5-CPU judge actors, one per node, leave no node a whole CPU for
+the read tasks that feed them.)
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ def two_node_cluster():
 
     port = _free_port()
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={
-        "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+        "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1",
         "dashboard_port": port})
     try:
-        cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
         yield cluster, f"http://127.0.0.1:{port}"
     finally:
@@ -67,20 +69,20 @@ def test_ray_job_submit_runs_the_pipeline_on_both_nodes(two_node_cluster, tmp_pa
     _wait_for_dashboard(url)
     root = f"file://{tmp_path}"
     cogumi = str(Path(sys.executable).with_name("cogumi"))
-    entrypoint = (f"{cogumi} pipeline run {REPO / 'configs' / 'smoke.yaml'} --root {root} "
-                  f"--until {UNTIL} --set ray.address=auto --set train.num_workers=2 "
-                  "--set train.cpus_per_worker=1 --set generate.concurrency=2")
+    entrypoint = [cogumi, "pipeline", "run", str(REPO / "configs" / "smoke.yaml"), "--root", root,
+                  "--until", UNTIL, "--set", "ray.address=auto", "--set", "train.num_workers=2",
+                  "--set", "train.cpus_per_worker=2"]
     job_id = "cogumi-two-node-test"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     submit = subprocess.run(
         [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", url,
-         "--submission-id", job_id, "--no-wait", "--", entrypoint],
+         "--submission-id", job_id, "--no-wait", "--", *entrypoint],
         env=env, capture_output=True, text=True, timeout=300)
     assert submit.returncode == 0, submit.stderr[-3000:]
 
     client = JobSubmissionClient(url)
     deadline = time.monotonic() + 1800
-    while (status := client.get_job_status(job_id)) not in JobStatus.terminal_statuses():
+    while not (status := client.get_job_status(job_id)).is_terminal():
         assert time.monotonic() < deadline, "job did not finish in 30 min"
         time.sleep(5)
     logs = client.get_job_logs(job_id)
