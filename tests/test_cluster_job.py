@@ -35,26 +35,28 @@ def two_node_cluster():
     from ray.cluster_utils import Cluster
 
     port = _free_port()
+    # Own agent ports: the suite's local Ray already holds the default (52365), and a head whose
+    # agent cannot bind accepts no job ("No available agent to submit job").
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={
         "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-        "dashboard_port": port})
+        "dashboard_port": port, "dashboard_agent_listen_port": _free_port()})
     try:
-        cluster.add_node(num_cpus=2)
+        cluster.add_node(num_cpus=2, dashboard_agent_listen_port=_free_port())
         cluster.wait_for_nodes()
         yield cluster, f"http://127.0.0.1:{port}"
     finally:
         cluster.shutdown()
 
 
-def _wait_for_dashboard(url: str, timeout: float = 120) -> None:
-    import urllib.request
+def _job_client(url: str, timeout: float = 120):
+    """A job client once the dashboard answers (Ray's client sends the cluster's auth token)."""
+    from ray.job_submission import JobSubmissionClient
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/api/version", timeout=5):
-                return
-        except OSError:
+            return JobSubmissionClient(url)
+        except (ConnectionError, RuntimeError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
@@ -62,11 +64,11 @@ def _wait_for_dashboard(url: str, timeout: float = 120) -> None:
 
 @pytest.mark.slow
 def test_ray_job_submit_runs_the_pipeline_on_both_nodes(two_node_cluster, tmp_path):
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.job_submission import JobStatus
     from ray.util.state import list_actors, list_nodes, list_tasks
 
     _, url = two_node_cluster
-    _wait_for_dashboard(url)
+    client = _job_client(url)
     root = f"file://{tmp_path}"
     cogumi = str(Path(sys.executable).with_name("cogumi"))
     entrypoint = [cogumi, "pipeline", "run", str(REPO / "configs" / "smoke.yaml"), "--root", root,
@@ -74,13 +76,15 @@ def test_ray_job_submit_runs_the_pipeline_on_both_nodes(two_node_cluster, tmp_pa
                   "--set", "train.cpus_per_worker=2"]
     job_id = "cogumi-two-node-test"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    submit = subprocess.run(
-        [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", url,
-         "--submission-id", job_id, "--no-wait", "--", *entrypoint],
-        env=env, capture_output=True, text=True, timeout=300)
+    submit_cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", url,
+                  "--submission-id", job_id, "--no-wait", "--", *entrypoint]
+    for _ in range(20):  # the head's job agent starts a little after the dashboard answers
+        submit = subprocess.run(submit_cmd, env=env, capture_output=True, text=True, timeout=300)
+        if submit.returncode == 0 or "No available agent" not in submit.stderr:
+            break
+        time.sleep(2)
     assert submit.returncode == 0, submit.stderr[-3000:]
 
-    client = JobSubmissionClient(url)
     deadline = time.monotonic() + 1800
     while not (status := client.get_job_status(job_id)).is_terminal():
         assert time.monotonic() < deadline, "job did not finish in 30 min"
