@@ -341,7 +341,6 @@ def run_pipeline(
         section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}
         fn = stage.load()
         run_log_file.quiet_libraries()  # loading the stage may have configured another Ray library
-        log.info("stage %s: starting", stage.name)
         t0 = time.perf_counter()
         out = results[stage.name] = ctx.run_stage(
             stage.name,

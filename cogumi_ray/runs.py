@@ -127,6 +127,7 @@ class RunContext:
             rec = self.manifest.stages[stage]
             log.info("stage %s: unchanged config and inputs, skipped", stage)
             return StageOutput(outputs=dict(rec.outputs), metrics=dict(rec.metrics), skipped=True)
+        log.info("stage %s: starting", stage)
         rec = StageRecord(config_hash=config_hash, inputs=input_hashes, started_at=_now())
         self.manifest.stages[stage] = rec
         self.save()

@@ -47,3 +47,4 @@ def test_smoke_pipeline_runs_every_stage_then_skips_them(tmp_path):
     assert second.returncode == 0, second.stderr[-4000:]
     skipped = second.stderr.count("unchanged config and inputs, skipped")
     assert skipped == len(STAGES), second.stderr[-4000:]
+    assert ": starting" not in second.stderr  # a skipped stage prints one line, not two
