@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -303,13 +302,12 @@ def run_pipeline(
     """Run the stages in order (all, `only` some, or up to `until`), skipping unchanged ones.
 
     `run_log`: Ray's logs and worker output go to the run's log file instead of the terminal,
-    which then shows one start and one done line (with headline metrics) per stage.
+    which keeps the stage lines (start, done with headline metrics, skipped).
     """
     from cogumi_ray import run_log as run_log_file
     from cogumi_ray import storage
     from cogumi_ray.ray_session import init_ray
     from cogumi_ray.runs import RunContext
-    from cogumi_ray.summary import fmt_metrics
 
     force = set(force)
     for name in force | set(only or ()) | ({until} if until else set()):
@@ -341,17 +339,13 @@ def run_pipeline(
         section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}
         fn = stage.load()
         run_log_file.quiet_libraries()  # loading the stage may have configured another Ray library
-        t0 = time.perf_counter()
-        out = results[stage.name] = ctx.run_stage(
+        results[stage.name] = ctx.run_stage(
             stage.name,
             lambda fn=fn, inputs=inputs: fn(cfg, ctx, inputs),
             section_cfg,
             hashes,
             force=stage.name in force,
         )
-        if not out.skipped:
-            log.info("stage %s: done in %.0f s  %s", stage.name, time.perf_counter() - t0,
-                     fmt_metrics(out.metrics, limit=4))
     return results
 
 

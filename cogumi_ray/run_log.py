@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _WORKER_HANDLER = "cogumi_run_log"
+_ERRORS_CONSOLE = "cogumi_ray_errors"  # what a file-only logger still prints: ERROR and up
 # Loggers whose records below ERROR go to the file only: Ray's, gguf's per-file writer lines and
 # torch's (its own stderr handler prints tracing and deprecation notices).
 FILE_ONLY = ("ray", "gguf", "torch")
@@ -67,7 +68,7 @@ def attach(path: str) -> str:
         root.addHandler(handler)
         for h in root.handlers:
             if _is_console(h):
-                h.addFilter(_ray_to_file_only)
+                h.addFilter(_console_filter)
         _handler = handler
     quiet_libraries()
     return path
@@ -82,7 +83,7 @@ def detach() -> None:
         if _handler in logger.handlers:
             logger.removeHandler(_handler)
     for h in logging.getLogger().handlers:
-        h.removeFilter(_ray_to_file_only)
+        h.removeFilter(_console_filter)
     _restore_worker_output()
     logging.captureWarnings(False)
     while _env_set:
@@ -92,8 +93,9 @@ def detach() -> None:
 
 
 def quiet_libraries() -> None:
-    """Move Ray's console logging and forwarded worker output into the run log. Call again after
-    importing a Ray library or starting Ray: each configures its own loggers when it loads."""
+    """Move the FILE_ONLY loggers' console output and Ray's forwarded worker output into the run
+    log. Call again after importing a Ray library or starting Ray: each configures its own
+    loggers when it loads."""
     if _handler is None:
         return
     for logger in _file_only_loggers():
@@ -104,11 +106,11 @@ def quiet_libraries() -> None:
                 logger.removeHandler(h)
         if _handler not in logger.handlers:
             logger.addHandler(_handler)
-        error_console = logging.StreamHandler()
-        error_console.setLevel(logging.ERROR)
-        error_console.set_name("cogumi_ray_errors")
-        if not any(h.get_name() == "cogumi_ray_errors" for h in logger.handlers):
-            logger.addHandler(error_console)
+        if not any(h.get_name() == _ERRORS_CONSOLE for h in logger.handlers):
+            errors = logging.StreamHandler()
+            errors.setLevel(logging.ERROR)
+            errors.set_name(_ERRORS_CONSOLE)
+            logger.addHandler(errors)
     _quiet_data_progress()
     _forward_worker_output()
 
@@ -124,10 +126,10 @@ def _file_only_loggers() -> list[logging.Logger]:
 
 def _is_console(h: logging.Handler) -> bool:
     return isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
-        and h.get_name() != "cogumi_ray_errors"
+        and h.get_name() != _ERRORS_CONSOLE
 
 
-def _ray_to_file_only(record: logging.LogRecord) -> bool:
+def _console_filter(record: logging.LogRecord) -> bool:
     """Root console filter: FILE_ONLY records below ERROR that reach the root stay in the file."""
     file_only = _is_file_only(record.name)
     if record.name == "py.warnings":  # warnings raised in libraries' code (deprecations, notices)
@@ -167,20 +169,17 @@ def _forward_worker_output() -> None:
         dispatcher.add_handler(_WORKER_HANDLER, _write_worker_lines)
     # The raylet's warnings (worker start-up, memory pressure) are printed through the same
     # function from another thread; the dispatcher holds its own reference to the original.
-    if getattr(ray_worker, "print_to_stdstream", None) is not _print_to_run_log:
+    if getattr(ray_worker, "print_to_stdstream", None) is not _write_worker_lines:
         global _ray_print_to_stdstream
         _ray_print_to_stdstream = ray_worker.print_to_stdstream
-        ray_worker.print_to_stdstream = _print_to_run_log
+        ray_worker.print_to_stdstream = _write_worker_lines
 
 
 _ray_print_to_stdstream: Any = None
 
 
-def _print_to_run_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
-    _write_worker_lines(data)
-
-
-def _write_worker_lines(data: dict[str, Any]) -> None:
+def _write_worker_lines(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+    """Ray's `print_to_stdstream(data, ignore_prefix)` shape; lines keep their prefix here."""
     handler = _handler
     if handler is None or handler.stream is None:
         return

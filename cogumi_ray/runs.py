@@ -148,4 +148,7 @@ class RunContext:
         rec.finished_at = _now()
         rec.seconds = round(time.perf_counter() - t0, 3)
         self.save()
+        from cogumi_ray.summary import fmt_metrics
+
+        log.info("stage %s: done in %.0f s  %s", stage, rec.seconds, fmt_metrics(out.metrics, limit=4))
         return out

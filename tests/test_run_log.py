@@ -44,9 +44,20 @@ def test_ray_logger_goes_to_file_and_only_errors_to_terminal(attached, capsys):
     assert _read(attached).count("once") == 1
 
 
-def test_cogumi_lines_stay_on_terminal_and_reach_the_file(attached):
-    logging.getLogger("cogumi_ray.pipeline").warning("stage x: done in 3 s")
-    assert "stage x: done in 3 s" in _read(attached)
+def test_cogumi_lines_stay_on_terminal_and_reach_the_file(tmp_path):
+    import io
+
+    terminal = io.StringIO()
+    console = logging.StreamHandler(terminal)  # as `logging.basicConfig` in the CLI
+    logging.getLogger().addHandler(console)
+    path = run_log.attach(str(tmp_path / "run.log"))
+    try:
+        logging.getLogger("cogumi_ray.pipeline").warning("stage x: done in 3 s")
+    finally:
+        run_log.detach()
+        logging.getLogger().removeHandler(console)
+    assert "stage x: done in 3 s" in _read(path)
+    assert "stage x: done in 3 s" in terminal.getvalue()
 
 
 def test_attach_creates_folder_and_detach_restores(tmp_path):

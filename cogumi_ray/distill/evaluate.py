@@ -29,15 +29,9 @@ def eval_engine(cfg: CogumiConfig) -> EngineConfig:
 
 
 def score(cfg: CogumiConfig, model: str, examples: list[Example]) -> SuiteScore:
-    from cogumi_ray.eval.suite import score_suite
-    from cogumi_ray.generate.engines import make_engine
+    from cogumi_ray.eval.stage import score_model
 
-    engine = make_engine(eval_engine(cfg), model)
-    try:
-        return score_suite(engine, examples, params=cfg.eval.params,
-                           batch_size=cfg.eval.batch_size, workers=cfg.eval.exec_workers)
-    finally:
-        engine.close()
+    return score_model(cfg, model, examples, eval_engine(cfg))
 
 
 def compare(before: SuiteScore, after: SuiteScore) -> dict[str, Any]:

@@ -95,12 +95,14 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     )
 
 
-def score_model(cfg: CogumiConfig, model: str | None, examples: list[Example]) -> SuiteScore:
-    """The suite score of `model` (the eval engine) on `examples`."""
+def score_model(cfg: CogumiConfig, model: str | None, examples: list[Example],
+                engine: EngineConfig | None = None) -> SuiteScore:
+    """The suite score of `model` on `examples` with `engine` (default: the eval engine) and
+    the eval section's decoding."""
     from cogumi_ray.eval.suite import score_suite
     from cogumi_ray.generate.engines import make_engine
 
-    engine = make_engine(engine_config(cfg), model)
+    engine = make_engine(engine or engine_config(cfg), model)
     try:
         return score_suite(engine, examples, params=cfg.eval.params,
                            batch_size=cfg.eval.batch_size, workers=cfg.eval.exec_workers)
