@@ -39,6 +39,39 @@ def tune_data_for_small_cluster(max_cpus: int) -> bool:
     return True
 
 
+def fitting_pool_size(requested: int, cpus_per_actor: float, node_cpus: list[float]) -> int:
+    """Largest actor pool <= `requested` that still leaves the tasks feeding it a whole CPU.
+
+    Without per-operator reservations (the small-cluster tuning), Ray Data hands CPUs to
+    whichever operator asks first: a pool that takes every CPU, or that leaves each node only a
+    fraction of one, starves the read/map tasks it consumes and the dataset never finishes. So
+    one whole CPU per node stays out of the pool (one in all on a single node).
+    """
+    if cpus_per_actor <= 0 or not node_cpus:
+        return requested
+    spare = float(len(node_cpus))
+    fits = int((sum(node_cpus) - spare) // cpus_per_actor + 1e-9)
+    return max(1, min(requested, fits))
+
+
+def actor_pool_size(requested: int, cpus_per_actor: float, what: str) -> int:
+    """`fitting_pool_size` on the connected Ray when the small-cluster tuning is on (Ray Data's
+    own reservations otherwise keep the inputs fed); logs when it trims the pool."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized() or ray.data.DataContext.get_current().op_resource_reservation_enabled:
+        return requested
+    node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes()
+                 if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
+    size = fitting_pool_size(requested, cpus_per_actor, node_cpus)
+    if size < requested:
+        log.warning("%s: %d actors x %g CPU would leave no whole CPU for the tasks that feed "
+                    "them on %s CPUs; using %d", what, requested, cpus_per_actor,
+                    "+".join(f"{c:g}" for c in node_cpus), size)
+    return size
+
+
 def local_system_config(cfg: RayConfig) -> dict:
     """Ray system settings for a local Ray this process starts (a cluster sets its own)."""
     cpus = cfg.num_cpus or os.cpu_count() or 1

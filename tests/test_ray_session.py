@@ -30,3 +30,33 @@ def test_a_local_ray_keeps_spare_idle_workers():
     assert local_system_config(RayConfig(num_cpus=2, spare_workers=0)) == {
         "num_workers_soft_limit": 2
     }
+
+
+def test_an_actor_pool_leaves_each_node_a_whole_cpu_for_its_inputs():
+    from cogumi_ray.ray_session import fitting_pool_size
+
+    assert fitting_pool_size(2, 1.0, [2.0]) == 1  # two 1-CPU actors would take the only 2 CPUs
+    assert fitting_pool_size(2, 0.5, [2.0]) == 2  # 1 CPU left for the reads
+    assert fitting_pool_size(4, 1.0, [8.0]) == 4  # room to spare: as asked
+    # Two 1-CPU nodes: a 0.5-CPU actor on each would leave two halves and no whole CPU.
+    assert fitting_pool_size(2, 0.5, [1.0, 1.0]) == 1
+    assert fitting_pool_size(2, 1.0, [2.0, 2.0]) == 2
+    assert fitting_pool_size(3, 1.0, [1.0]) == 1  # never below one actor
+    assert fitting_pool_size(3, 0.0, [1.0]) == 3  # CPU-free actors take nothing from the reads
+
+
+def test_the_pool_guard_applies_only_without_ray_data_reservations(ray_session):
+    import ray.data
+
+    from cogumi_ray.ray_session import actor_pool_size, tune_data_for_small_cluster
+
+    cpus = ray_session.cluster_resources()["CPU"]
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.op_resource_reservation_enabled
+    try:
+        ctx.op_resource_reservation_enabled = True
+        assert actor_pool_size(8, cpus, "test") == 8  # Ray Data's reservations keep reads fed
+        assert tune_data_for_small_cluster(int(cpus))
+        assert actor_pool_size(8, cpus, "test") == 1  # each actor would take every CPU
+    finally:
+        ctx.op_resource_reservation_enabled = before

@@ -153,6 +153,7 @@ def teacher_dataset(ds: ray.data.Dataset, judge: JudgeConfig, t: TeacherConfig,
             "answer_column": judge.answer_column, "reference_column": judge.reference_column})
     jc = teacher_judge_config(judge, t)
     from cogumi_ray.judge.clients import make_client
+    from cogumi_ray.ray_session import actor_pool_size
 
     make_client(jc).close()  # fail fast on the driver: missing key, unpriced teacher model
     return ds.map_batches(
@@ -161,6 +162,7 @@ def teacher_dataset(ds: ray.data.Dataset, judge: JudgeConfig, t: TeacherConfig,
                                "teacher": t.model_dump(mode="json"), "cache_dir": cache_dir,
                                "answer_column": judge.answer_column,
                                "reference_column": judge.reference_column},
-        batch_size=t.batch_size, batch_format="pyarrow", concurrency=t.concurrency,
+        batch_size=t.batch_size, batch_format="pyarrow",
+        concurrency=actor_pool_size(t.concurrency, judge.num_cpus_per_actor, "teacher"),
         num_cpus=judge.num_cpus_per_actor,
     )

@@ -77,6 +77,8 @@ class EmbedFailures:
 
 def embed_dataset(ds: ray.data.Dataset, cfg: FailuresConfig) -> ray.data.Dataset:
     """Lazily add `failure_text` and `embedding` columns to the failures."""
+    from cogumi_ray.ray_session import actor_pool_size
+
     return ds.map_batches(FailureText, fn_kwargs={"columns": cfg.text_columns},
                           batch_format="numpy").map_batches(
         EmbedFailures,
@@ -85,7 +87,7 @@ def embed_dataset(ds: ray.data.Dataset, cfg: FailuresConfig) -> ray.data.Dataset
                                "threads": int(cfg.num_cpus_per_actor)},
         batch_size=cfg.embed_batch_size,
         batch_format="numpy",
-        concurrency=cfg.concurrency,
+        concurrency=actor_pool_size(cfg.concurrency, cfg.num_cpus_per_actor, "failures embed"),
         num_cpus=cfg.num_cpus_per_actor,
         num_gpus=1 if cfg.device.startswith("cuda") else None,
     )

@@ -48,6 +48,9 @@ def generate_dataset(ds: ray.data.Dataset, cfg: GenerateConfig, model: str | Non
     """Lazily map `ds` (Example rows) through a pool of engine actors."""
     import ray.data
 
+    from cogumi_ray.ray_session import actor_pool_size
+
+    size = actor_pool_size(cfg.concurrency, cfg.num_cpus_per_actor, "generate")
     return ds.map_batches(
         GenerateAnswers,
         fn_constructor_kwargs={
@@ -57,7 +60,7 @@ def generate_dataset(ds: ray.data.Dataset, cfg: GenerateConfig, model: str | Non
         },
         batch_size=cfg.batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),
+        compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=cfg.num_cpus_per_actor,
         num_gpus=cfg.num_gpus_per_actor or None,
     )

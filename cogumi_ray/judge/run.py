@@ -86,18 +86,20 @@ class JudgeWorker:
 def judge_dataset(ds: ray.data.Dataset, cfg: JudgeConfig, cache_dir: str | None) -> ray.data.Dataset:
     """The lazily judged dataset: input columns + OUTPUT_COLUMNS per row."""
     from cogumi_ray.judge.judges import make_judge
+    from cogumi_ray.ray_session import actor_pool_size
 
     check_columns(ds.schema().names, cfg, "input")
     make_judge(cfg).close()  # fail fast on the driver: missing key env var, unpriced model
     # One block per judge batch: a map task handles one block, so a single large input file
     # would otherwise keep every actor but one idle. (Streaming split, no shuffle.)
     ds = ds.repartition(target_num_rows_per_block=cfg.batch_size)
+    actors = actor_pool_size(cfg.concurrency, cfg.num_cpus_per_actor, "judge")
     return ds.map_batches(
         JudgeWorker,
         fn_constructor_kwargs={"cfg": cfg.model_dump(mode="json"), "cache_dir": cache_dir,
-                               "actors": cfg.concurrency},
+                               "actors": actors},
         batch_size=cfg.batch_size,
         batch_format="pyarrow",
-        concurrency=cfg.concurrency,
+        concurrency=actors,
         num_cpus=cfg.num_cpus_per_actor,
     )
