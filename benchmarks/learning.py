@@ -1,13 +1,15 @@
 """Held-out pass rate against training minutes on this machine: where the embedded default's knee is.
 
-Each budget is its own run from the same random init with the pipeline's recipe (the defaults of
-`ModelConfig` and `TrainConfig`: tokenizer, shape, packing, prompt loss, bf16 autocast where the
-CPU has it, lr and warm-up), its cosine schedule sized to end at the budget, so every point is an
-annealed model. The loop is plain PyTorch over the pipeline's own tokenisation and packing, so
-the curve measures the recipe, not Ray start-up. Held-out rows: 20 per domain x difficulty,
+Each budget is its own run from the same random init with the pipeline's recipe (the embedded
+default's `model` and `train` sections, `--set` overrides applied: tokenizer, shape, packing,
+prompt loss, bf16 autocast where the CPU has it, lr and warm-up, the curriculum's first steps),
+its cosine schedule sized to end at the budget, so every point is an annealed model. The loop is
+plain PyTorch over the pipeline's own tokenisation and packing, so the curve measures the recipe,
+not Ray start-up. Held-out rows: 20 per domain x difficulty,
 drawn from the same generator and never trained on; graded by the suite's verifiers (greedy).
 
     python benchmarks/learning.py --minutes 2 4 8 --out bench-learning.json
+    python benchmarks/learning.py --minutes 4 --set train.curriculum.steps=0   # without it
 """
 
 from __future__ import annotations
@@ -38,44 +40,56 @@ def split_suite(per_domain: int, test_per_cell: int):
     return train, test
 
 
-def train_for(minutes: float, train, test, model_dir: str, threads: int) -> dict:
+def train_for(minutes: float, train, test, model_dir: str, threads: int,
+              sets: dict | None = None, show: int = 0) -> dict:
     import torch
 
+    from cogumi_ray.config import load_config
     from cogumi_ray.eval.suite import grade_suite
     from cogumi_ray.generate.config import EngineConfig, GenParams
     from cogumi_ray.generate.engines.hf import HFEngine
-    from cogumi_ray.models.config import ModelConfig
     from cogumi_ray.models.tiny import build_tiny
-    from cogumi_ray.train.config import TrainConfig
     from cogumi_ray.train.sft_data import collate, pack_rows, tokenize_pair
     from cogumi_ray.train.trainer import resolve_precision
 
     torch.set_num_threads(threads)
-    mcfg, tcfg = ModelConfig(), TrainConfig()
+    sets = sets or {}
+    cfg = load_config(None, sets)  # the pipeline's defaults (the embedded default's recipe)
+    mcfg, tcfg = cfg.model, cfg.train
     build_tiny(mcfg, (t for e in train for t in (e.instruction, e.response)), model_dir)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.config.use_cache = False
-    pairs = [p for e in train if (p := tokenize_pair(tok, e.instruction, e.response,
-                                                      tcfg.max_seq_len, tcfg.prompt_loss))]
+    cur = tcfg.curriculum
+    pairs, warm_rows = [], []
+    for e in train:
+        if p := tokenize_pair(tok, e.instruction, e.response, tcfg.max_seq_len, tcfg.prompt_loss):
+            pairs.append(p)
+            if cur.steps and cur.selects(e.difficulty, e.metadata.get("task")):
+                warm_rows.append(p)
     bf16 = resolve_precision(tcfg, on_gpu=False) == "bf16"
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.learning_rate,
                             weight_decay=tcfg.weight_decay)
 
-    def batches():
+    def epochs(rows):
         epoch = 0
         while True:
-            order = list(range(len(pairs)))
+            order = list(range(len(rows)))
             random.Random(epoch).shuffle(order)
-            ids, labels, pos = pack_rows([pairs[i][0] for i in order], [pairs[i][1] for i in order],
+            ids, labels, pos = pack_rows([rows[i][0] for i in order], [rows[i][1] for i in order],
                                          tcfg.max_seq_len)
             b = tcfg.per_device_batch_size
             for s in range(0, len(ids) - b + 1, b):
                 yield collate({"input_ids": ids[s:s + b], "labels": labels[s:s + b],
                                "position_ids": pos[s:s + b]}, pad_id=tok.pad_token_id)
             epoch += 1
+
+    def batches():  # the curriculum's rows alone for its first steps, then every row
+        first, mixed = epochs(warm_rows), epochs(pairs)
+        while True:
+            yield next(first if warm_rows and steps < cur.steps else mixed)
 
     def step(batch, lr: float) -> float:
         for g in opt.param_groups:
@@ -116,13 +130,19 @@ def train_for(minutes: float, train, test, model_dir: str, threads: int) -> dict
     answers = [c.text for c in engine.generate([e.instruction for e in test],
                                                GenParams(max_new_tokens=128))]
     score = grade_suite(test, answers)
+    failed = [(e, a) for e, a, item in zip(test, answers, score.items, strict=True)
+              if not item.passed]
+    for e, a in random.Random(1).sample(failed, min(show, len(failed))):
+        print(f"--- {e.domain}/{e.difficulty}\n  Q: {e.instruction[:160]!r}\n"
+              f"  want: {e.response[:120]!r}\n  got:  {a[:120]!r}", flush=True)
     cells: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for e, item in zip(test, score.items, strict=True):
         for key in (e.domain, e.difficulty, f"{e.domain}.{e.difficulty}"):
             cells[key][0] += item.passed
             cells[key][1] += 1
     return {
-        "minutes": minutes, "train_s": round(t_train, 1), "steps": steps,
+        "minutes": minutes, "sets": sets,
+        "train_s": round(t_train, 1), "steps": steps,
         "tokens": tokens, "tokens_per_s": round(tokens / t_train), "final_loss": round(loss, 4),
         "pass_rate": round(score.overall.rate, 4),
         "by": {k: round(p / n, 3) for k, (p, n) in sorted(cells.items())},
@@ -136,12 +156,22 @@ def main() -> None:
     ap.add_argument("--test-per-cell", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the JSON here too")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a model/train default, e.g. model.tiny.num_hidden_layers=4 "
+                    "or train.prompt_loss=false (repeatable)")
+    ap.add_argument("--show", type=int, default=0, help="print this many failed answers")
     a = ap.parse_args()
+    from cogumi_ray.cli import _parse_set
+
+    sets = _parse_set(a.sets)
+    unknown = [k for k in sets if k.partition(".")[0] not in ("model", "train")]
+    if unknown:
+        ap.error(f"--set takes model.* or train.* keys, got {unknown}")
     train, test = split_suite(a.per_domain, a.test_per_cell)
     results = []
     for m in a.minutes:
         with tempfile.TemporaryDirectory() as d:
-            r = train_for(m, train, test, d, a.threads)
+            r = train_for(m, train, test, d, a.threads, sets, a.show)
         results.append(r)
         print(json.dumps(r), flush=True)
     out = {"train_rows": len(train), "test_rows": len(test), "curve": results}

@@ -1,7 +1,7 @@
 """Config section for training on Ray Train (`train`), and the LoRA settings its jobs take.
 
 The defaults are the embedded default: a tiny Llama trained from scratch on 2 CPU cores in a few
-minutes (hence the high learning rate and short sequences). A cluster config overrides them
+minutes (short packed sequences, the learning rate measured best for it). A cluster config overrides them
 (see configs/llama31-8b.yaml): GPU workers, bf16, DeepSpeed ZeRO-3, lr ~1e-5.
 """
 
@@ -60,6 +60,33 @@ class UnslothConfig(StrictModel):
     )
 
 
+class CurriculumConfig(StrictModel):
+    """A curriculum for a model trained from scratch: its first steps see only the simple rows.
+
+    A tiny model trained on the whole mix learns the answer formats early but not to copy a
+    word or a number from the request into its answer (benchmarks/learning.py: the copying
+    circuit forms after a few hundred steps of copy-heavy rows, and much later, if at all,
+    when those rows are a small share of a mixed stream). The base's `train` section turns it on;
+    distillation and the modifiers start from a model that already copies.
+    """
+
+    steps: int = Field(
+        0, ge=0, description="Optimizer steps at the start that train on the warm-up rows alone "
+        "(0 = no warm-up); they come before the epochs and count towards the time budget.")
+    difficulties: list[str] = Field(
+        default_factory=lambda: ["easy"],
+        description="Warm-up rows: training rows of these difficulties ...")
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="... or whose metadata 'task' starts with one of these prefixes "
+        "(e.g. 'automation.weather'); a row that matches either is a warm-up row.")
+
+    def selects(self, difficulty: str | None, task: str | None) -> bool:
+        """Whether a row of this difficulty and suite task is one of the warm-up rows."""
+        return difficulty in self.difficulties or (
+            bool(self.tasks) and str(task or "").startswith(tuple(self.tasks)))
+
+
 class TrainConfig(StrictModel):
     """`cogumi train base`: full-precision SFT on Ray Train (TorchTrainer running HF Trainer)."""
 
@@ -87,7 +114,10 @@ class TrainConfig(StrictModel):
         "4 x 512 tokens; small batches give a short CPU run more optimizer steps)."
     )
     grad_accum_steps: int = Field(1, ge=1, description="Micro-steps per optimizer step.")
-    learning_rate: float = Field(3e-3, gt=0, description="Peak learning rate.")
+    learning_rate: float = Field(
+        5e-4, gt=0, description="Peak learning rate (the tiny model from scratch learned most "
+        "at 5e-4 in benchmarks/learning.py's sweep; see the README's performance table)."
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = Field(
         "cosine", description="Schedule after warm-up."
@@ -131,6 +161,7 @@ class TrainConfig(StrictModel):
         "(scored with the suite's verifiers; base training only).",
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     unsloth: UnslothConfig = Field(default_factory=UnslothConfig)
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.errors import DataError
+
+if TYPE_CHECKING:
+    from cogumi_ray.train.config import CurriculumConfig
 
 IGNORE = -100  # label value the cross-entropy loss skips
 
@@ -170,18 +173,28 @@ def build_dataset(
     seed: int = 0,
     shuffle: bool = True,
     prompt_loss: bool = False,
+    only: CurriculumConfig | None = None,
 ):
-    """Ray Dataset of SFT rows from an Example Parquet file/dir/URI, materialised."""
+    """Ray Dataset of SFT rows from an Example Parquet file/dir/URI, materialised.
+
+    `only` keeps the rows a warm-up selects (by difficulty or task-name prefix).
+    """
     import ray
 
+    columns = ["instruction", "response", "domain"]
+    if only is not None:
+        columns += ["difficulty"] + (["metadata"] if only.tasks else [])
     try:
-        ds = ray.data.read_parquet(path, columns=["instruction", "response", "domain"])
+        ds = ray.data.read_parquet(path, columns=columns)
     except Exception as e:  # missing file, not Parquet, missing columns
         raise DataError(
             f"cannot read training data {path!r} as Example Parquet: {type(e).__name__}: {e}"
         ) from None
     if domain is not None:
         ds = ds.filter(expr=f"domain == {domain!r}")
+    if only is not None:
+        ds = ds.map_batches(select_curriculum, fn_kwargs={"curriculum": only.model_dump()},
+                            batch_format="pyarrow")
     ds = ds.map_batches(
         tokenize_batch,
         fn_kwargs={"model_path": model_path, "max_seq_len": max_seq_len, "prompt_loss": prompt_loss},
@@ -196,3 +209,31 @@ def build_dataset(
             pack_batch, fn_kwargs={"seq_len": max_seq_len}, batch_size=1024, batch_format="numpy"
         )
     return ds.materialize()
+
+
+def select_curriculum(batch: Any, curriculum: dict[str, Any]) -> Any:
+    """Ray Data body: the rows of a pyarrow batch that the curriculum's warm-up selects."""
+    import json
+
+    import pyarrow as pa
+
+    from cogumi_ray.train.config import CurriculumConfig
+
+    cur = CurriculumConfig.model_validate(curriculum)
+    tasks = ([json.loads(m or "{}").get("task") for m in batch["metadata"].to_pylist()]
+             if "metadata" in batch.column_names else [None] * batch.num_rows)
+    keep = [cur.selects(d, t) for d, t in zip(batch["difficulty"].to_pylist(), tasks, strict=True)]
+    return batch.filter(pa.array(keep, pa.bool_()))
+
+
+def curriculum_rows(ds: Any, rows: int, seed: int) -> Any:
+    """`rows` rows cycled from `ds` (tokenised or packed), each pass in a new order."""
+    n = ds.count()
+    if n == 0:
+        raise DataError("train.curriculum selects no training rows: check its difficulties/tasks "
+                        "against the training data")
+    passes = -(-rows // n)
+    out = ds.random_shuffle(seed=seed)
+    for i in range(1, passes):
+        out = out.union(ds.random_shuffle(seed=seed + i))
+    return out.limit(rows)

@@ -249,6 +249,41 @@ def _final(result: Any) -> tuple[Any, dict[str, Any]]:
     return result.checkpoint, final_metrics
 
 
+def with_curriculum(job: SFTJob, train_ds: Any, max_steps: int, per_epoch: int,
+                 kw: dict[str, Any]) -> Any:
+    """The run's whole stream in order: `curriculum.steps` steps of the curriculum's rows, then as many
+    shuffled passes over `train_ds` as the steps need.
+
+    Spelled out as one pass because the HF Trainer re-reads its dataset every epoch: with the
+    warm-up inside each epoch, a second epoch would warm up again.
+    """
+    from cogumi_ray.train.sft_data import build_dataset, curriculum_rows
+
+    cfg = job.cfg
+    warm = cfg.curriculum
+    per_step = cfg.per_device_batch_size * cfg.grad_accum_steps * cfg.num_workers
+    selected = build_dataset(job.train_path, job.model_path, seed=cfg.seed + 1,
+                             prompt_loss=cfg.prompt_loss, only=warm, **kw)
+    stream = curriculum_rows(selected, warm.steps * per_step, cfg.seed + 1)
+    for i in range(math.ceil(max_steps / per_epoch)):
+        stream = stream.union(train_ds.random_shuffle(seed=cfg.seed + 100 + i) if i else train_ds)
+    log.info("training %s: %d warm-up steps on %d selected rows, then %d steps", job.name,
+             warm.steps, selected.count(), max_steps)
+    stream.context.execution_options.preserve_order = True  # Ray Data reorders blocks otherwise
+    return stream.materialize()
+
+
+def data_config(ordered: bool) -> Any:
+    """How Ray Train feeds the workers: in the dataset's order when a curriculum needs it."""
+    from ray.train import DataConfig
+
+    if not ordered:
+        return DataConfig()
+    train = DataConfig.default_ingest_options()
+    train.preserve_order = True
+    return DataConfig(execution_options={"train": train})
+
+
 def run_sft(job: SFTJob) -> SFTResult:
     """Train on Ray Train; return the best checkpoint (by eval_loss) and the run's metrics."""
     from ray.train.torch import TorchTrainer
@@ -275,6 +310,10 @@ def run_sft(job: SFTJob) -> SFTResult:
         )
     has_eval = n_val >= cfg.num_workers
     max_steps, per_epoch = plan_steps(cfg, n_train, cfg.num_workers)
+    warm_steps = cfg.curriculum.steps
+    if warm_steps:
+        train_ds = with_curriculum(job, train_ds, max_steps, per_epoch, kw)
+        max_steps += warm_steps
     experiment = storage.join(job.storage_path, job.name)
     if not job.resume and storage.exists(experiment):
         # A fresh run must not pick up an older run's checkpoints (Ray restores by name).
@@ -295,6 +334,7 @@ def run_sft(job: SFTJob) -> SFTResult:
         scaling_config=scaling_config(cfg),
         run_config=run_config(job, has_eval),
         datasets=datasets,
+        dataset_config=data_config(ordered=warm_steps > 0),
     )
     prep_s = time.perf_counter() - t0
     try:
@@ -312,7 +352,7 @@ def run_sft(job: SFTJob) -> SFTResult:
         "num_workers": cfg.num_workers,
         "max_steps": max_steps,
         "steps": steps,
-        "epochs": round(steps / per_epoch, 3),
+        "epochs": round(max(steps - warm_steps, 0) / per_epoch, 3),
         "budget_steps": last.get("budget_steps"),  # train.max_minutes' cut, when it cut
         "stopped_early": steps < (last.get("budget_steps") or max_steps),
         "train_loss": last.get("loss"),
@@ -324,6 +364,7 @@ def run_sft(job: SFTJob) -> SFTResult:
         "learning_rate": last.get("learning_rate"),
         "tokens_per_s": last.get("tokens_per_s"),
         "tokens_seen": last.get("num_input_tokens_seen"),
+        "curriculum_steps": warm_steps,
         "start_step": last.get("start_step", 0),
         "data_prep_s": round(prep_s, 2),
         # driver start -> the (last) worker attempt's first step: data, workers, model load

@@ -115,3 +115,40 @@ def test_build_dataset_filters_domain_and_packs(ray_session, tok, tiny_model_dir
     assert len(got) < len(expected) and max(lengths) <= 128
     with pytest.raises(DataError, match="cannot read training data"):
         build_dataset(str(tmp_path / "missing.parquet"), tiny_model_dir, max_seq_len=64, packing=False)
+
+
+def test_a_curriculum_streams_its_rows_first_then_every_pass(ray_session, tok, tiny_model_dir,
+                                                             tmp_path):
+    from cogumi_ray.data.schema import Example, arrow_schema
+    from cogumi_ray.train.config import CurriculumConfig, TrainConfig
+    from cogumi_ray.train.trainer import SFTJob, data_config, with_curriculum
+
+    ex = [Example(id=str(i), instruction=f"Repeat {i}.", response=f"{i}", domain="general",
+                  difficulty="easy" if i % 4 == 0 else "hard",
+                  metadata={"task": "general.copy" if i == 1 else "general.other"})
+          for i in range(40)]
+    path = str(tmp_path / "train.parquet")
+    pq.write_table(pa.Table.from_pylist([e.to_row() for e in ex], schema=arrow_schema()), path)
+    cur = CurriculumConfig(steps=5, difficulties=["easy"], tasks=["general.copy"])
+    cfg = TrainConfig(per_device_batch_size=2, packing=False, curriculum=cur)
+    kw = {"max_seq_len": 64, "packing": False, "domain": None}
+    main = build_dataset(path, tiny_model_dir, **kw)
+    job = SFTJob(name="t", model_path=tiny_model_dir, train_path=path, val_path=None, cfg=cfg,
+                 storage_path=str(tmp_path))
+    stream = with_curriculum(job, main, max_steps=30, per_epoch=20, kw=kw)
+    # What a single Ray Train worker reads: its shard, split as Ray Train splits it.
+    shard = data_config(ordered=True).configure({"train": stream}, world_size=1,
+                                                worker_handles=None, worker_node_ids=None)[0]["train"]
+    rows = [tok.decode(r["input_ids"], skip_special_tokens=True) for r in shard.iter_rows()]
+    answers = [int(r.rsplit("\n", 1)[-1]) for r in rows]
+    selected = {i for i in range(40) if i % 4 == 0 or i == 1}  # 10 easy + the one copy task
+    warm = answers[:10]  # 5 steps x 2 rows: all selected, none twice
+    assert set(warm) <= selected and len(set(warm)) == 10
+    assert len(answers) == 10 + 2 * 40  # then ceil(30 / 20) = 2 whole passes
+    assert sorted(answers[10:50]) == sorted(answers[50:]) == list(range(40))
+    assert answers[10:50] != answers[50:]  # each pass in its own order
+    with pytest.raises(DataError, match="selects no training rows"):
+        none = cfg.model_copy(update={"curriculum": CurriculumConfig(steps=1, difficulties=["x"])})
+        with_curriculum(SFTJob(name="t", model_path=tiny_model_dir, train_path=path,
+                               val_path=None, cfg=none, storage_path=str(tmp_path)),
+                        main, max_steps=1, per_epoch=1, kw=kw)
