@@ -75,8 +75,9 @@ class CogumiConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     # The demo's base trains for what 2 cores can do in its 8-minute share of the demo (with
-    # data preparation and start-up); a config that sets `train:` sets its own budget.
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_minutes=6.5))
+    # data preparation and start-up): up to 3 epochs, so the budget is what ends the run on a
+    # fast box too; a config that sets `train:` sets its own budget.
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_minutes=6.5, epochs=3))
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     failures: FailuresConfig = Field(default_factory=FailuresConfig)

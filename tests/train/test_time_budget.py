@@ -54,3 +54,43 @@ def test_callback_cuts_the_run_and_saves_the_last_step(tmp_path, monkeypatch):
     assert control.should_save and control.should_evaluate
     assert {"step": 20, "budget_steps": 60} in state.log_history
     assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def _run(cb, tmp_path, monkeypatch, seconds_of_step, limit: int = 1000):
+    """Drive the callback over a run whose step k takes seconds_of_step(k); (stopped at, state)."""
+    now = {"t": 0.0}
+    monkeypatch.setattr(time_budget.time, "perf_counter", lambda: now["t"])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    state, control = TrainerState(max_steps=limit, global_step=0), TrainerControl()
+    opt, sched = _scheduler(limit)
+    cb.on_train_begin(args, state, control)
+    for step in range(1, limit + 1):
+        state.global_step = step
+        now["t"] += seconds_of_step(step)
+        cb.on_step_end(args, state, control, lr_scheduler=sched)
+        opt.step()
+        sched.step()
+        if control.should_training_stop:
+            return step, state, sched
+    return None, state, sched
+
+
+def test_a_slow_start_does_not_set_the_pace(tmp_path, monkeypatch):
+    # The first 5 steps take 10 s each (data streaming, kernels), then 1 s a step: at step 20,
+    # 65 s are gone and the rest of a 2-min budget holds 55 more steps at the real pace.
+    stopped, state, sched = _run(TimeBudget(max_minutes=2.0, probe_steps=20, replan_every=10),
+                                 tmp_path, monkeypatch, lambda k: 10.0 if k <= 5 else 1.0)
+    assert stopped == 75 and state.max_steps == 75  # the old average (3.25 s/step) gave 36
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_plan_follows_a_pace_that_changes_in_the_first_half(tmp_path, monkeypatch):
+    # 1 s a step until step 40, then 3 s: the plan made at step 20 (120 steps in 2 min) shrinks
+    # at the re-plans; the run stops within the budget and still anneals.
+    stopped, state, sched = _run(TimeBudget(max_minutes=2.0, probe_steps=20, replan_every=10),
+                                 tmp_path, monkeypatch, lambda k: 1.0 if k <= 40 else 3.0)
+    assert {"step": 20, "budget_steps": 120} in state.log_history
+    assert stopped is not None and stopped < 120 and stopped == state.max_steps
+    spent = 40 + 3.0 * (stopped - 40)
+    assert spent <= 130  # a late, small overrun at most (re-plans stop at half the run)
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
