@@ -73,9 +73,10 @@ REVERSE_TEMPLATE = "Write the task that this answer solves.\n\nAnswer:\n{respons
 
 
 def _default_distill_training() -> TrainConfig:
-    # A short continuation of the trained base: few steps, lower lr than training from scratch.
+    # A short continuation of the trained base: few steps at a fifth of the base's peak lr (at
+    # the base's own 5e-4 the 40 steps knocked the annealed base from 22.7% to 16.7% held-out).
     return TrainConfig(
-        max_steps=40, learning_rate=5e-4, warmup_ratio=0.1, eval_steps=20, save_steps=20,
+        max_steps=40, learning_rate=1e-4, warmup_ratio=0.1, eval_steps=20, save_steps=20,
         logging_steps=10, early_stopping=EarlyStoppingConfig(enabled=False), prompt_loss=False,
     )
 
