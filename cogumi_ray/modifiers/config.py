@@ -26,9 +26,9 @@ def _default_adapters() -> dict[str, LoraSpec]:
 
 def _default_modifier_training() -> TrainConfig:
     # Adapters start from a trained base: fewer steps, no keep-best churn, LoRA-sized lr. A
-    # domain's failures pack into ~15-20 rows of 512 tokens, so this is ~8 steps; 64-80 steps
-    # (8 epochs of 2 rows) overfit them: code -13.3 pp, automation -6.7, reasoning +3.3 on the
-    # 2026-12-06 demo base, against -3.3 / -1.7 / -3.3 here.
+    # domain's failures pack into ~15-20 rows of 512 tokens, so this is 8-12 steps; on the
+    # 2026-12-06 demo base they gave code -6.7 pp, automation -5.0, reasoning +1.7, and 64-80
+    # steps (8 epochs of 2 rows) overfit further: -13.3 / -6.7 / +3.3.
     return TrainConfig(
         epochs=4, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
         warmup_ratio=0.05, weight_decay=0.0, per_device_batch_size=8, prompt_loss=False,
