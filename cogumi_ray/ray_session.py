@@ -23,7 +23,8 @@ def tune_data_for_small_cluster(max_cpus: int) -> bool:
     start on small batches of their input.
 
     With 2 CPUs the default reservations (a share per operator, and up to 25% of the CPUs for
-    hash-shuffle aggregators) leave one core idle while the MinHash map waits for its slice.
+    hash-shuffle aggregators) leave one core idle while the MinHash map waits for its slice;
+    Parquet reads go through the reader without an actor pool.
     Returns whether the current process's DataContext was changed.
     """
     import ray
@@ -36,6 +37,10 @@ def tune_data_for_small_cluster(max_cpus: int) -> bool:
     ctx.op_resource_reservation_enabled = False
     ctx.hash_shuffle_operator_actor_num_cpus_override = SHUFFLE_AGGREGATOR_CPUS
     ctx.shuffle_input_batch_bytes = SHUFFLE_BATCH_BYTES
+    # Parquet through the V1 reader: V2 lists files on a pool of 32 footer-reader actors that it
+    # starts and kills on every read_parquet, ~2 s per read on 2 cores (0.3 s with V1 for the
+    # demo's 29.5K-row train split) and paid by every stage that reads a split.
+    ctx.use_datasource_v2 = False
     return True
 
 

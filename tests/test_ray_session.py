@@ -20,6 +20,7 @@ def test_small_cluster_tuning_lets_operators_share_cpus(ray_session):
     assert ctx.op_resource_reservation_enabled is False
     assert ctx.hash_shuffle_operator_actor_num_cpus_override == SHUFFLE_AGGREGATOR_CPUS
     assert ctx.shuffle_input_batch_bytes == SHUFFLE_BATCH_BYTES
+    assert ctx.use_datasource_v2 is False  # no footer-reader actor pool per read
 
 
 def test_a_local_ray_keeps_spare_idle_workers():

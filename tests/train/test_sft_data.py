@@ -14,9 +14,11 @@ from cogumi_ray.train.sft_data import (
     IGNORE,
     build_dataset,
     collate,
+    pack_batch,
     pack_rows,
     tokenize_batch,
     tokenize_pair,
+    tokenize_pairs,
 )
 
 
@@ -46,6 +48,31 @@ def test_truncation_keeps_the_prompt_and_drops_prompt_only_rows(tok):
     ids, labels = tokenize_pair(tok, "Count.", long, max_seq_len=32)
     assert len(ids) == 32 and any(x != IGNORE for x in labels)
     assert tokenize_pair(tok, "word " * 200, "answer", max_seq_len=16) is None
+
+
+def test_batched_tokenising_equals_one_text_at_a_time(tok):
+    rows = [("What is 12 + 30?", "42"), ("Name a city.", "Paris"), ("word " * 200, "x")]
+    pairs = tokenize_pairs(tok, [i for i, _ in rows], [r for _, r in rows], 64)
+    for (instruction, response), pair in zip(rows, pairs, strict=True):
+        prompt = build_prompt(tok, instruction)
+        one = tokenize_pair(tok, instruction, response, 64)
+        assert pair == one
+        if one is not None:  # the prompt's own encoding is the row's prefix, as at inference
+            assert one[0][:len(encode_chat(tok, prompt))] == encode_chat(tok, prompt)
+    assert pairs[2] is None and tokenize_pairs(tok, [], [], 64) == []
+
+
+def test_packing_shuffles_a_batch_reproducibly():
+    import numpy as np
+
+    ids = [np.full(3, i, dtype=np.int32) for i in range(40)]
+    batch = {"input_ids": ids, "labels": ids}
+    first = [int(r[0]) for r in pack_batch(batch, seq_len=3, seed=1)["input_ids"]]
+    assert first == [int(r[0]) for r in pack_batch(batch, seq_len=3, seed=1)["input_ids"]]
+    assert sorted(first) == list(range(40)) and first != list(range(40))
+    assert first != [int(r[0]) for r in pack_batch(batch, seq_len=3, seed=2)["input_ids"]]
+    unshuffled = [int(r[0]) for r in pack_batch(batch, seq_len=3)["input_ids"]]
+    assert unshuffled == list(range(40))
 
 
 def test_pack_rows_never_splits_examples():
