@@ -223,7 +223,7 @@ STAGES: tuple[Stage, ...] = (
         sections=("modifiers", "generate", "eval"),
         inputs=lambda cfg: {
             "model": FINAL_MODEL,
-            "train": cfg.modifiers.data or "distill.dataset",
+            "train": cfg.modifiers.data or "distill.train_mix",
             "val": "curate.val",
             "test": f"curate.{cfg.eval.suite_split}",
         },

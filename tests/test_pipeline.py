@@ -22,8 +22,9 @@ def test_default_wiring_of_the_embedded_pipeline():
     assert ins["generate"] == {"model": "train_base.model", "data": "curate.train"}
     assert ins["eval_base"]["model"] == "train_base.model"
     assert ins["eval_base"]["pre_sft"] == "model.model"  # the reference a trained base must beat
-    # ... modifiers learn the base's failures with their corrections ...
-    assert ins["modifiers"]["train"] == "distill.dataset" and ins["modifiers"]["model"] == "distill.model"
+    # ... modifiers learn the base's failures with their corrections (and replayed rows) ...
+    assert ins["modifiers"]["train"] == "distill.train_mix"
+    assert ins["modifiers"]["model"] == "distill.model"
     assert ins["modifiers"]["test"] == "curate.test" and ins["modifiers"]["val"] == "curate.val"
     # ... and export + final eval use the distilled base.
     assert ins["export_gguf"] == {"model": "distill.model"}

@@ -247,5 +247,5 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     report_path = storage.join(out, "report.json")
     storage.atomic_write_text(report_path, json.dumps(report, indent=2, default=str))
     log.info("distill: %s", m)
-    return StageOutput(outputs={"dataset": paths["dataset"], "model": model_out,
-                                "report": report_path}, metrics=m)
+    return StageOutput(outputs={"dataset": paths["dataset"], "train_mix": paths["train_mix"],
+                                "model": model_out, "report": report_path}, metrics=m)

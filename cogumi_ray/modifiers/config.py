@@ -57,7 +57,9 @@ class ModifiersConfig(StrictModel):
     data: str | None = Field(
         None,
         description="Example Parquet/JSONL to train on, filtered per domain (default: the distill "
-        "stage's set of the base's failures with their corrections).",
+        "stage's training mix: the base's failures with their corrections, plus its replayed "
+        "share of the training split, so an adapter sees its domain's skills and not only the "
+        "~130 corrected failures a domain has on the embedded default).",
     )
     min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
     merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")

@@ -193,7 +193,7 @@ def test_tiny_model_self_critique_reference_teacher_replay_dedup_and_reverse_pai
     assert m["retrained"] is False and out.outputs["model"] == tiny_sft_model_dir
 
     # Each reference correction is its training row again: dedup keeps the correction only.
-    mix = read(str(tmp_path / "runs/d/distill/train_mix"))
+    mix = read(out.outputs["train_mix"])  # the modifiers' default training set
     assert m["dedup_dropped"] >= 6 - len(fixed)
     assert len({(r["instruction"], r["response"]) for r in mix}) == len(mix)
     replayed = [r for r in mix if r["part"] == "replay"]
