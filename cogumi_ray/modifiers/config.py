@@ -25,12 +25,14 @@ def _default_adapters() -> dict[str, LoraSpec]:
 
 
 def _default_modifier_training() -> TrainConfig:
-    # Adapters start from a trained base: fewer steps, no keep-best churn, LoRA-sized lr. A
-    # domain's failures pack into ~15-20 rows of 512 tokens, so this is 8-12 steps; on the
-    # 2026-12-06 demo base they gave code -6.7 pp, automation -5.0, reasoning +1.7, and 64-80
-    # steps (8 epochs of 2 rows) overfit further: -13.3 / -6.7 / +3.3.
+    # Adapters start from a trained base: few steps, no keep-best churn, LoRA-sized lr. One pass
+    # over a domain's share of distill's training mix (its corrected failures + replayed rows:
+    # 128-247 packed rows of 512 tokens on the 2026-12-07 demo) is 16-31 steps; four passes took
+    # the stage 512 s on 2 cores for code +5.0 pp, reasoning and automation +0.0 on a base that
+    # passed 3.7%. On the corrections alone (2026-12-06, base 22.7%): 8-12 steps gave code -6.7,
+    # automation -5.0, reasoning +1.7 pp, and 64-80 steps overfit further (-13.3 / -6.7 / +3.3).
     return TrainConfig(
-        epochs=4, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
+        epochs=1, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
         warmup_ratio=0.05, weight_decay=0.0, per_device_batch_size=8, prompt_loss=False,
     )
 
