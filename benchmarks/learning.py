@@ -9,7 +9,7 @@ not Ray start-up. Held-out rows: 20 per domain x difficulty,
 drawn from the same generator and never trained on; graded by the suite's verifiers (greedy).
 
     python benchmarks/learning.py --minutes 2 4 8 --out bench-learning.json
-    python benchmarks/learning.py --minutes 4 --set train.curriculum.steps=0   # without it
+    python benchmarks/learning.py --minutes 4 --set train.curriculum.steps=500   # easy rows first
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def ray_trainer(data: str, model_dir: str, cfg, work: str, name: str) -> dict:
                             cfg=cfg, storage_path=os.path.join(work, "ckpt")))
     m = result.metrics
     return {"tokens_per_s": m["tokens_per_s"], "wall_s": time.perf_counter() - t0,
-            "startup_s": m["startup_s"]}
+            "startup_s": m["startup_s"], "data_prep_s": m["data_prep_s"]}
 
 
 def main() -> None:

@@ -130,11 +130,9 @@ def pack_batch(batch: dict[str, Any], seq_len: int, seed: int | None = None) -> 
     """
     import numpy as np
 
-    ids, labels = list(batch["input_ids"]), list(batch["labels"])
-    if seed is not None and ids:
-        order = _batch_order(ids, seed)
-        ids, labels = [ids[i] for i in order], [labels[i] for i in order]
-    ids, labels, positions = pack_rows(ids, labels, seq_len)
+    if seed is not None:
+        batch = shuffle_batch(batch, seed)
+    ids, labels, positions = pack_rows(list(batch["input_ids"]), list(batch["labels"]), seq_len)
     return {
         "input_ids": _ragged([np.asarray(r, dtype=np.int32) for r in ids]),
         "labels": _ragged([np.asarray(r, dtype=np.int32) for r in labels]),
@@ -249,22 +247,18 @@ def build_dataset(
 
 
 def shuffle_batch(batch: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Ray Data body: the batch's rows in a seeded random order (unpacked training rows)."""
-    if len(batch["input_ids"]) == 0:
-        return batch
-    order = _batch_order(batch["input_ids"], seed)
-    return {k: v[order] for k, v in batch.items()}
-
-
-def _batch_order(ids: Sequence[Any], seed: int) -> Any:
-    """A permutation of a batch's rows, seeded by `seed` and the batch's first row (a rerun
-    over the same batch gives the same order)."""
+    """Ray Data body: the batch's rows in a random order, seeded by `seed` and the batch's first
+    row (a rerun over the same batch gives the same order)."""
     import zlib
 
     import numpy as np
 
+    ids = batch["input_ids"]
+    if len(ids) == 0:
+        return batch
     first = np.asarray(ids[0], dtype=np.int32).tobytes()
-    return np.random.default_rng([seed, zlib.crc32(first)]).permutation(len(ids))
+    order = np.random.default_rng([seed, zlib.crc32(first)]).permutation(len(ids))
+    return {k: v[order] for k, v in batch.items()}  # numpy columns, as Ray Data passes them
 
 
 def select_curriculum(batch: Any, curriculum: dict[str, Any]) -> Any:

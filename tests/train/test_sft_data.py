@@ -65,7 +65,9 @@ def test_batched_tokenising_equals_one_text_at_a_time(tok):
 def test_packing_shuffles_a_batch_reproducibly():
     import numpy as np
 
-    ids = [np.full(3, i, dtype=np.int32) for i in range(40)]
+    ids = np.empty(40, dtype=object)  # ragged rows, as Ray Data hands them over
+    for i in range(40):
+        ids[i] = np.full(3, i, dtype=np.int32)
     batch = {"input_ids": ids, "labels": ids}
     first = [int(r[0]) for r in pack_batch(batch, seq_len=3, seed=1)["input_ids"]]
     assert first == [int(r[0]) for r in pack_batch(batch, seq_len=3, seed=1)["input_ids"]]
