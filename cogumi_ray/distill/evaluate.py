@@ -28,10 +28,11 @@ def eval_engine(cfg: CogumiConfig) -> EngineConfig:
     return EngineConfig.model_validate({**base.model_dump(), "kind": kind, "model": None})
 
 
-def score(cfg: CogumiConfig, model: str, examples: list[Example]) -> SuiteScore:
+def score(cfg: CogumiConfig, model: str, examples: list[Example],
+          cache: str | None = None) -> SuiteScore:
     from cogumi_ray.eval.stage import score_model
 
-    return score_model(cfg, model, examples, eval_engine(cfg))
+    return score_model(cfg, model, examples, eval_engine(cfg), cache)
 
 
 def compare(before: SuiteScore, after: SuiteScore) -> dict[str, Any]:

@@ -232,7 +232,11 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         from cogumi_ray.eval.stage import read_examples
 
         examples = read_examples(inputs["test"])[: dc.eval_limit]
-        before, after = score(cfg, inputs["model"], examples), score(cfg, model_out, examples)
+        from cogumi_ray.eval.score_cache import cache_dir
+
+        cache = cache_dir(ctx.run_dir)
+        before = score(cfg, inputs["model"], examples, cache)
+        after = score(cfg, model_out, examples, cache)
         m.update(compare(before, after), eval_examples=len(examples))
         scores = {"before": before.metrics(), "after": after.metrics()}
     m.update(seconds_self_critique=round(t1 - t0, 2), seconds_teacher=round(t2 - t1, 2),

@@ -58,6 +58,11 @@ class EvalConfig(StrictModel):
         "the trained base must clearly beat (0 = skip).",
     )
     batch_size: int = Field(16, ge=1, description="Instructions handed to the engine per call.")
+    cache_scores: bool = Field(
+        True, description="Within a run, reuse a greedy suite score of the same model files on "
+        "the same rows with the same engine and decoding (eval_base, distill and modifiers score "
+        "the same models; kept in <run>/cache/scores/).",
+    )
     humaneval_instruction: str = Field(
         HUMANEVAL_INSTRUCTION, description="Instruction template; {prompt} is the HumanEval prompt."
     )

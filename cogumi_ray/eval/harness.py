@@ -81,7 +81,7 @@ def run_suite(engine: Engine, cfg: EvalConfig, suite: list[Example] | None) -> B
 
     if not suite:
         raise EvalError("the suite benchmark needs held-out examples (the curated split); none given")
-    examples = suite[: cfg.limit["suite"]] if "suite" in cfg.limit else suite
+    examples = suite_rows(cfg, suite)
     answers = generate_answers(engine, [e.instruction for e in examples], cfg.params,
                                cfg.batch_size, "suite")
     return grade_suite(examples, answers, cfg.exec_workers)
@@ -111,11 +111,17 @@ class EvalReport:
         return [it for s in self.scores.values() for it in s.items]
 
 
-def evaluate(engine: Engine, cfg: EvalConfig, suite: list[Example] | None = None) -> EvalReport:
-    """Run `cfg.benchmarks` in order with `engine`."""
+def suite_rows(cfg: EvalConfig, suite: list[Example]) -> list[Example]:
+    """The held-out rows the suite benchmark scores (its limit applied)."""
+    return suite[: cfg.limit["suite"]] if "suite" in cfg.limit else suite
+
+
+def evaluate(engine: Engine, cfg: EvalConfig, suite: list[Example] | None = None,
+             done: dict[str, BenchmarkScore] | None = None) -> EvalReport:
+    """Run `cfg.benchmarks` in order with `engine`; a benchmark in `done` is taken as scored."""
     report = EvalReport()
     for name in cfg.benchmarks:
-        score = RUNNERS[name](engine, cfg, suite)
+        score = (done or {}).get(name) or RUNNERS[name](engine, cfg, suite)
         log.info("eval %s: %d/%d = %.3f", name, score.overall.passed, score.overall.total,
                  score.overall.rate)
         report.scores[name] = score

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,36 @@ class ItemResult:
     reason: str
     answer: str
     group: dict[str, str] = field(default_factory=dict)  # e.g. {"domain": "code"}
+
+
+def items_parquet(items: Iterable[ItemResult]) -> bytes:
+    """Graded items as Parquet bytes (one row each; the group as a JSON string)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("benchmark", pa.string()), ("id", pa.string()), ("passed", pa.bool_()),
+                        ("reason", pa.string()), ("answer", pa.string()), ("group", pa.string())])
+    table = pa.Table.from_pylist([
+        {"benchmark": it.benchmark, "id": it.id, "passed": it.passed, "reason": it.reason,
+         "answer": it.answer, "group": json.dumps(it.group, sort_keys=True)}
+        for it in items
+    ], schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def items_from_parquet(data: bytes) -> list[ItemResult]:
+    """What `items_parquet` wrote."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    return [ItemResult(r["benchmark"], r["id"], bool(r["passed"]), r["reason"], r["answer"],
+                       json.loads(r["group"]))
+            for r in pq.read_table(io.BytesIO(data)).to_pylist()]
 
 
 @dataclass

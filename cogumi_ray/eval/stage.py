@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from typing import TYPE_CHECKING
@@ -52,30 +51,29 @@ def engine_config(cfg: CogumiConfig) -> EngineConfig:
 
 
 def write_items(path: str, items: list[ItemResult]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from cogumi_ray.eval.scores import items_parquet
 
-    table = pa.Table.from_pylist([
-        {"benchmark": it.benchmark, "id": it.id, "passed": it.passed, "reason": it.reason,
-         "answer": it.answer, "group": json.dumps(it.group, sort_keys=True)}
-        for it in items
-    ], schema=pa.schema([("benchmark", pa.string()), ("id", pa.string()), ("passed", pa.bool_()),
-                         ("reason", pa.string()), ("answer", pa.string()), ("group", pa.string())]))
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    storage.atomic_write_bytes(path, buf.getvalue())
+    storage.atomic_write_bytes(path, items_parquet(items))
 
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    from cogumi_ray.eval import score_cache
     from cogumi_ray.eval.gates import enforce_gates, failed_gates
-    from cogumi_ray.eval.harness import evaluate
+    from cogumi_ray.eval.harness import evaluate, suite_rows
+    from cogumi_ray.eval.scores import BenchmarkScore
     from cogumi_ray.generate.engines import make_engine
     from cogumi_ray.runs import StageOutput
 
     suite = read_examples(inputs["test"]) if "test" in inputs else None
+    done = {}
+    if suite and "suite" in cfg.eval.benchmarks and inputs.get("model"):
+        # through score_model: earlier stages usually scored this model on these rows already
+        scored = score_model(cfg, inputs["model"], suite_rows(cfg.eval, suite),
+                             cache=score_cache.cache_dir(ctx.run_dir))
+        done["suite"] = BenchmarkScore.from_items("suite", scored.items)
     engine = make_engine(engine_config(cfg), inputs.get("model"))
     try:
-        report = evaluate(engine, cfg.eval, suite)
+        report = evaluate(engine, cfg.eval, suite, done)
     finally:
         engine.close()
     out_dir = ctx.stage_dir("eval")
@@ -96,32 +94,46 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 
 
 def score_model(cfg: CogumiConfig, model: str | None, examples: list[Example],
-                engine: EngineConfig | None = None) -> SuiteScore:
+                engine: EngineConfig | None = None, cache: str | None = None) -> SuiteScore:
     """The suite score of `model` on `examples` with `engine` (default: the eval engine) and
-    the eval section's decoding."""
+    the eval section's decoding. With `cache` (a directory, see `score_cache`), a greedy score
+    already computed for the same model files, rows, engine and decoding is read, not redone."""
+    from cogumi_ray.eval import score_cache
     from cogumi_ray.eval.suite import score_suite
     from cogumi_ray.generate.engines import make_engine
 
-    engine = make_engine(engine or engine_config(cfg), model)
+    engine = engine or engine_config(cfg)
+    key = (score_cache.key(model, examples, engine, cfg.eval.params, cfg.eval.batch_size)
+           if cache and cfg.eval.cache_scores else None)
+    if key and (hit := score_cache.load(cache, key)) is not None:
+        log.info("suite score of %s on %d rows: cached (%s)", model, len(examples), key[:12])
+        return hit
+    eng = make_engine(engine, model)
     try:
-        return score_suite(engine, examples, params=cfg.eval.params,
-                           batch_size=cfg.eval.batch_size, workers=cfg.eval.exec_workers)
+        score = score_suite(eng, examples, params=cfg.eval.params,
+                            batch_size=cfg.eval.batch_size, workers=cfg.eval.exec_workers)
     finally:
-        engine.close()
+        eng.close()
+    if key:
+        score_cache.save(cache, key, score)
+    return score
 
 
 def run_base(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
+    from cogumi_ray.eval import score_cache
     from cogumi_ray.runs import StageOutput
 
     examples = read_examples(inputs["test"])
     if "suite" in cfg.eval.limit:
         examples = examples[: cfg.eval.limit["suite"]]
-    score = score_model(cfg, inputs.get("model"), examples)
+    cache = score_cache.cache_dir(ctx.run_dir)
+    score = score_model(cfg, inputs.get("model"), examples, cache=cache)
     out_dir = ctx.stage_dir("eval_base")
     metrics = score.metrics()
     if "pre_sft" in inputs and (n := cfg.eval.pre_sft_sample):
         # the model before SFT on an evenly spread sample: the reference the base must beat
-        pre = score_model(cfg, inputs["pre_sft"], examples[:: max(1, len(examples) // n)][:n])
+        pre = score_model(cfg, inputs["pre_sft"], examples[:: max(1, len(examples) // n)][:n],
+                          cache=cache)
         log.info("eval_base: before SFT %.3f (%d/%d)", pre.pass_rate, pre.overall.passed,
                  pre.overall.total)
         metrics.update({"pre_sft.pass_rate": round(pre.pass_rate, 4),

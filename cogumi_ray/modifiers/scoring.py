@@ -85,7 +85,8 @@ def uplift(domain: str, base: SuiteScore, adapter: SuiteScore, min_uplift_pp: fl
 
 
 def score_adapter(
-    cfg: CogumiConfig, base: str, adapter_dir: str, splits: dict[str, list[Example]]
+    cfg: CogumiConfig, base: str, adapter_dir: str, splits: dict[str, list[Example]],
+    cache: str | None = None,
 ) -> dict[str, SuiteScore]:
     """base + adapter (merged into a scratch HF folder, so any HF-folder engine can load it)."""
     from cogumi_ray.eval.stage import score_model
@@ -93,7 +94,8 @@ def score_adapter(
 
     with tempfile.TemporaryDirectory(prefix="cogumi-merged-") as merged:
         merge_adapter(base, storage.local_path(adapter_dir), merged)
-        return {split: score_model(cfg, merged, ex) for split, ex in splits.items() if ex}
+        return {split: score_model(cfg, merged, ex, cache=cache)
+                for split, ex in splits.items() if ex}
 
 
 def write_rows(path: str, rows: list[OptionRows]) -> None:

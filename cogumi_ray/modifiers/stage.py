@@ -106,15 +106,16 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         log.info("modifier %s: %s", domain, os.path.basename(adapter_dir))
     if mods.score:
         scores_path = storage.join(stage_dir, "scores.parquet")
-        metrics.update(_score(cfg, inputs, trained, scores_path))
+        metrics.update(_score(cfg, inputs, trained, scores_path, ctx.run_dir))
         outputs["scores"] = scores_path
     return StageOutput(outputs=outputs, metrics=metrics)
 
 
 def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
-           out_path: str) -> dict[str, Any]:
+           out_path: str, run_dir: str) -> dict[str, Any]:
     """Base vs base + each adapter on the validation and held-out rows; flags and row verdicts."""
     from cogumi_ray.data.suite.verify import can_verify
+    from cogumi_ray.eval.score_cache import cache_dir
     from cogumi_ray.eval.stage import read_examples, score_model
     from cogumi_ray.modifiers.scoring import BASE, OptionRows, score_adapter, uplift, write_rows
 
@@ -124,13 +125,14 @@ def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
         log.warning("modifiers: no validation/held-out row carries verifier data (rows from "
                     "outside the task suite); adapters are not scored")
         return {"scored": False}
-    rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex))
+    cache = cache_dir(run_dir)
+    rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex, cache=cache))
             for s, ex in splits.items() if ex]
     base_test = next((r.score for r in rows if r.split == "test"), None)
     metrics: dict[str, Any] = {}
     flagged = []
     for domain, adapter_dir in adapters.items():
-        scores = score_adapter(cfg, inputs["model"], adapter_dir, splits)
+        scores = score_adapter(cfg, inputs["model"], adapter_dir, splits, cache)
         rows += [OptionRows(domain, s, sc) for s, sc in scores.items()]
         if base_test is None or "test" not in scores:
             continue

@@ -94,3 +94,51 @@ def test_eval_base_stage_on_the_tiny_model(examples, tiny_model_dir, tmp_path):
         assert json.load(f) == m
     items = pq.read_table(out.outputs["items"]).to_pylist()
     assert len(items) == 30 and {json.loads(i["group"])["domain"] for i in items} == set(DOMAINS)
+
+
+def test_score_cache_reuses_a_greedy_score_and_only_for_the_same_inputs(
+        examples, tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from cogumi_ray.config import CogumiConfig
+    from cogumi_ray.eval.config import EvalConfig
+    from cogumi_ray.eval.scores import items_from_parquet, items_parquet
+    from cogumi_ray.eval.stage import score_model
+    from cogumi_ray.generate.config import GenParams
+
+    torch.set_num_threads(1)
+    cache = str(tmp_path / "cache")
+    rows = examples[:10]
+    cfg = CogumiConfig(eval=EvalConfig(params=GenParams(max_new_tokens=8), batch_size=10))
+    first = score_model(cfg, tiny_model_dir, rows, cache=cache)
+    (entry,) = (tmp_path / "cache").iterdir()
+    # plant a verdict the model did not earn: a second call that reads the cache returns it
+    items = items_from_parquet(entry.read_bytes())
+    items[0].passed, items[0].reason = not items[0].passed, "planted"
+    entry.write_bytes(items_parquet(items))
+    again = score_model(cfg, tiny_model_dir, rows, cache=cache)
+    assert again.items[0].reason == "planted"
+    assert [i.answer for i in again.items] == [i.answer for i in first.items]
+    assert again.overall.passed == first.overall.passed + (1 if items[0].passed else -1)
+
+    # other rows, other decoding, other weights: each is scored afresh, not read
+    score_model(cfg, tiny_model_dir, rows[:5], cache=cache)
+    longer = cfg.model_copy(update={"eval": cfg.eval.model_copy(
+        update={"params": GenParams(max_new_tokens=9)})})
+    score_model(longer, tiny_model_dir, rows, cache=cache)
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    (other / "README.md").write_text("a copy with one more file: other content")
+    assert score_model(cfg, str(other), rows, cache=cache).items[0].reason != "planted"
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+
+    # sampled answers are never cached; a broken entry is scored again, with a warning
+    sampled = cfg.model_copy(update={"eval": cfg.eval.model_copy(
+        update={"params": GenParams(max_new_tokens=8, temperature=0.7)})})
+    score_model(sampled, tiny_model_dir, rows, cache=cache)
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+    entry.write_bytes(b"not parquet")
+    redone = score_model(cfg, tiny_model_dir, rows, cache=cache)
+    assert [i.reason for i in redone.items] == [i.reason for i in first.items]
