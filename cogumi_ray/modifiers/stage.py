@@ -119,15 +119,20 @@ def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
     from cogumi_ray.eval.stage import read_examples, score_model
     from cogumi_ray.modifiers.scoring import BASE, OptionRows, score_adapter, uplift, write_rows
 
-    splits = {s: [e for e in read_examples(inputs[s]) if can_verify(e)]
-              for s in ("val", "test") if inputs.get(s)}
-    if not any(splits.values()):
+    # every row, as eval_base and distill score them (the verifiers skip a row without verifier
+    # data), so the base's score of the same rows is read from the run's score cache
+    splits: dict[str, list[Any]] = {}
+    for split in ("val", "test"):
+        examples = read_examples(inputs[split]) if inputs.get(split) else []
+        if any(can_verify(e) for e in examples):
+            splits[split] = examples
+    if not splits:
         log.warning("modifiers: no validation/held-out row carries verifier data (rows from "
                     "outside the task suite); adapters are not scored")
         return {"scored": False}
     cache = cache_dir(run_dir)
     rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex, cache=cache))
-            for s, ex in splits.items() if ex]
+            for s, ex in splits.items()]
     base_test = next((r.score for r in rows if r.split == "test"), None)
     metrics: dict[str, Any] = {}
     flagged = []

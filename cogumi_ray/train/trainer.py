@@ -257,19 +257,19 @@ def with_curriculum(job: SFTJob, train_ds: Any, max_steps: int, per_epoch: int,
     Spelled out as one pass because the HF Trainer re-reads its dataset every epoch: with the
     warm-up inside each epoch, a second epoch would warm up again.
     """
-    from cogumi_ray.train.sft_data import build_dataset, curriculum_rows
+    from cogumi_ray.train.sft_data import build_dataset, concat_in_order, curriculum_rows
 
     cfg = job.cfg
     warm = cfg.curriculum
     per_step = cfg.per_device_batch_size * cfg.grad_accum_steps * cfg.num_workers
     selected = build_dataset(job.train_path, job.model_path, seed=cfg.seed + 1,
                              prompt_loss=cfg.prompt_loss, only=warm, **kw)
-    stream = curriculum_rows(selected, warm.steps * per_step, cfg.seed + 1)
-    for i in range(math.ceil(max_steps / per_epoch)):
-        stream = stream.union(train_ds.random_shuffle(seed=cfg.seed + 100 + i) if i else train_ds)
+    passes = [train_ds.random_shuffle(seed=cfg.seed + 100 + i) if i else train_ds
+              for i in range(math.ceil(max_steps / per_epoch))]
+    stream = concat_in_order([curriculum_rows(selected, warm.steps * per_step, cfg.seed + 1),
+                              *passes])
     log.info("training %s: %d warm-up steps on %d selected rows, then %d steps", job.name,
              warm.steps, selected.count(), max_steps)
-    stream.context.execution_options.preserve_order = True  # Ray Data reorders blocks otherwise
     return stream.materialize()
 
 
