@@ -74,10 +74,14 @@ class CogumiConfig(StrictModel):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
-    # The demo's base trains for what 2 cores can do in its 8-minute share of the demo (with
-    # data preparation and start-up): up to 3 epochs, so the budget is what ends the run on a
-    # fast box too; a config that sets `train:` sets its own budget.
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(max_minutes=6.5, epochs=3))
+    # The demo's base trains for what 2 cores can do in its 8-minute share of the demo (7 min
+    # of steps + ~30-60 s of data preparation, start-up and saves): up to 3 epochs, so the
+    # budget is what ends the run on a fast box too. Batches of 2 packed rows: twice the
+    # optimizer steps for ~5% fewer tokens/s, and copying forms after a number of steps
+    # (benchmarks/learning.py, 4 min: 22.3% held-out at batch 2 vs 17.0% at 4). A config that
+    # sets `train:` sets its own budget and batch.
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(
+        max_minutes=7.0, epochs=3, per_device_batch_size=2))
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     failures: FailuresConfig = Field(default_factory=FailuresConfig)
