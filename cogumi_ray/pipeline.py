@@ -223,7 +223,9 @@ STAGES: tuple[Stage, ...] = (
         sections=("modifiers", "generate", "eval"),
         inputs=lambda cfg: {
             "model": FINAL_MODEL,
-            "train": cfg.modifiers.data or "distill.train_mix",
+            "train": cfg.modifiers.data or "curate.train",
+            **({"failures": "distill.dataset"} if cfg.modifiers.failures and not cfg.modifiers.data
+               else {}),
             "val": "curate.val",
             "test": f"curate.{cfg.eval.suite_split}",
         },

@@ -22,8 +22,9 @@ def test_default_wiring_of_the_embedded_pipeline():
     assert ins["generate"] == {"model": "train_base.model", "data": "curate.train"}
     assert ins["eval_base"]["model"] == "train_base.model"
     assert ins["eval_base"]["pre_sft"] == "model.model"  # the reference a trained base must beat
-    # ... modifiers learn the base's failures with their corrections (and replayed rows) ...
-    assert ins["modifiers"]["train"] == "distill.train_mix"
+    # ... modifiers learn their domain's rows plus the base's failures with their corrections ...
+    assert ins["modifiers"]["train"] == "curate.train"
+    assert ins["modifiers"]["failures"] == "distill.dataset"
     assert ins["modifiers"]["model"] == "distill.model"
     assert ins["modifiers"]["test"] == "curate.test" and ins["modifiers"]["val"] == "curate.val"
     # ... and export + final eval use the distilled base.
@@ -37,6 +38,7 @@ def test_overrides_rewire_inputs():
     assert stage_by_name("eval").inputs(cfg)["model"] == "export_gguf.gguf"
     assert "pre_sft" not in stage_by_name("eval_base").inputs(cfg)  # a GGUF has no pre-SFT twin
     assert stage_by_name("modifiers").inputs(cfg)["train"] == "/d/train.parquet"
+    assert "failures" not in stage_by_name("modifiers").inputs(cfg)  # the user's data alone
     assert stage_by_name("generate").inputs(cfg) == {"data": "curate.val"}  # endpoint: no model input
 
 

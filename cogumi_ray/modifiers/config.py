@@ -25,12 +25,12 @@ def _default_adapters() -> dict[str, LoraSpec]:
 
 
 def _default_modifier_training() -> TrainConfig:
-    # Adapters start from a trained base: few steps, no keep-best churn, LoRA-sized lr. One pass
-    # over a domain's share of distill's training mix (its corrected failures + replayed rows:
-    # 128-247 packed rows of 512 tokens on the 2026-12-07 demo) is 16-31 steps; four passes took
-    # the stage 512 s on 2 cores for code +5.0 pp, reasoning and automation +0.0 on a base that
-    # passed 3.7%. On the corrections alone (2026-12-06, base 22.7%): 8-12 steps gave code -6.7,
-    # automation -5.0, reasoning +1.7 pp, and 64-80 steps overfit further (-13.3 / -6.7 / +3.3).
+    # Adapters start from a trained base: no keep-best churn, LoRA-sized lr, one pass. On the
+    # 2026-12-07 05:50 demo (base 27.8%), one pass over a domain's share of the training split
+    # (72-139 steps) gave code +6.7 pp, reasoning +1.7, automation +10.0; over distill's training
+    # mix (corrected failures + replayed rows, 16-28 steps) -6.7 / +0.0 / +3.3, and four passes
+    # over it (64-112 steps) +0.0 / +5.0 / +6.7. On the corrections alone (2026-12-06): 8-12
+    # steps gave -6.7 / +1.7 / -5.0 pp, and 64-80 steps overfit further.
     return TrainConfig(
         epochs=1, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
         warmup_ratio=0.05, weight_decay=0.0, per_device_batch_size=8, prompt_loss=False,
@@ -58,10 +58,14 @@ class ModifiersConfig(StrictModel):
     )
     data: str | None = Field(
         None,
-        description="Example Parquet/JSONL to train on, filtered per domain (default: the distill "
-        "stage's training mix: the base's failures with their corrections, plus its replayed "
-        "share of the training split, so an adapter sees its domain's skills and not only the "
-        "~130 corrected failures a domain has on the embedded default).",
+        description="Example Parquet to train on, filtered per domain, or a stage output such as "
+        "distill.train_mix (default: the curated training split, plus `failures`).",
+    )
+    failures: bool = Field(
+        True, description="With the default data, also train on the distillation set (the "
+        "base's judged failures with their corrections), so the rows the base failed weigh "
+        "twice. A domain's share of the training split alone has ~6K rows on the embedded "
+        "default; its corrected failures alone ~140, too few for an adapter to beat the base.",
     )
     min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
     merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")

@@ -4,9 +4,9 @@ Each adapter trains on the model later stages use (the base after distillation) 
 Ray Train machinery as the base and is saved as a PEFT folder `adapters/<domain>/` and as a
 llama.cpp LoRA GGUF `adapters/<domain>.gguf` (f16, for `cogumi serve`'s llama.cpp backend); with
 `modifiers.merge`, base+adapter is also saved as a plain HF folder `merged/<domain>/`. The
-training set is filtered by domain: by default the distill stage's training mix (the base's
-judged failures with their self-critique/teacher corrections, plus the replayed share of the
-training split), or any Example Parquet named by `modifiers.data`.
+training set is filtered by domain: by default the curated training split plus the distill
+stage's distillation set (the base's judged failures with their self-critique/teacher
+corrections, so each failure weighs twice), or any Example Parquet named by `modifiers.data`.
 
 Then every option (the base, and base + each adapter) answers the validation and held-out rows
 of every domain (`modifiers.score`): the manifest records each adapter's uplift on its own
@@ -81,7 +81,9 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         job = SFTJob(
             name=f"modifier_{domain}",
             model_path=inputs["model"],
-            train_path=inputs["train"],
+            # the failures' corrections on top of the domain's rows: each failure counts twice
+            train_path=[inputs["train"], inputs["failures"]] if "failures" in inputs
+            else inputs["train"],
             val_path=inputs.get("val"),
             cfg=mods.training,
             storage_path=ckpts,

@@ -188,7 +188,7 @@ def pad_collate(pad_id: int) -> Any:
 
 
 def build_dataset(
-    path: str,
+    path: str | list[str],
     model_path: str,
     *,
     max_seq_len: int,

@@ -32,7 +32,7 @@ class SFTJob:
 
     name: str
     model_path: str
-    train_path: str
+    train_path: str | list[str]  # one Example Parquet file/dir, or several read as one dataset
     val_path: str | None
     cfg: TrainConfig
     storage_path: str
