@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = pipe_sub.add_parser("run", help="run every stage of CONFIG (unchanged stages are skipped)")
     _add_common(run, config_required=True)
     run.add_argument("--until", default=None, metavar="STAGE", help="stop after STAGE")
-    run.set_defaults(handler=_cmd_pipeline, only=None)
+    run.add_argument("--only", action="extend", type=lambda v: [x for x in v.split(",") if x],
+                     default=None, metavar="STAGES",
+                     help="run only these stages (comma-separated or repeated, e.g. --only "
+                     "distill,modifiers); their inputs come from the run's earlier stages")
+    run.set_defaults(handler=_cmd_pipeline)
     show = pipe_sub.add_parser("status", help="print the run manifest's stage table")
     _add_common(show)
     show.set_defaults(handler=_cmd_status)

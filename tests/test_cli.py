@@ -44,6 +44,20 @@ def test_unknown_force_stage_is_an_error(tmp_path, capsys):
     assert rc == 2 and "unknown stage 'nope'" in capsys.readouterr().err
 
 
+def test_pipeline_run_only_takes_a_stage_list(tmp_path, capsys):
+    from cogumi_ray.cli import build_parser
+
+    args = build_parser().parse_args(["pipeline", "run", "c.yaml", "--only", "distill,modifiers",
+                                      "--only", "eval"])
+    assert args.only == ["distill", "modifiers", "eval"]
+    assert build_parser().parse_args(["pipeline", "run", "c.yaml"]).only is None
+    rc = main(["pipeline", "run", "configs/demo.yaml", "--root", str(tmp_path), "--only", "nope"])
+    assert rc == 2 and "unknown stage 'nope'" in capsys.readouterr().err
+    # a stage whose inputs no earlier stage of the run has made names what to run first
+    rc = main(["pipeline", "run", "configs/demo.yaml", "--root", str(tmp_path), "--only", "judge"])
+    assert rc == 2 and "has not finished" in capsys.readouterr().err
+
+
 def test_status_of_missing_run(tmp_path, capsys):
     assert main(["pipeline", "status", "--root", str(tmp_path)]) == 2
     assert "no run" in capsys.readouterr().err
