@@ -239,7 +239,9 @@ def build_dataset(
     # demo's train split is runs of ~2,000 rows of one domain), and shuffling only block order
     # and within batches left each domain ~240 consecutive optimizer steps: the demo base passed
     # 4.3% of held-out rows after 1,638 steps with it, 11.0% after 1,313 without (same box).
-    # After packing there are ~8x fewer rows to exchange than examples.
+    # After packing there are ~8x fewer rows to exchange than examples. The seed does not make
+    # the order reproducible across runs: on 2 CPUs two processes shuffled the demo's split
+    # differently (Ray Data's hash shuffle groups rows as they arrive).
     if shuffle:
         ds = ds.random_shuffle(seed=seed)
     return ds.materialize()
