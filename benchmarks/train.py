@@ -114,6 +114,7 @@ def main() -> None:
     from cogumi_ray.train.config import TrainConfig
 
     work = args.work or tempfile.mkdtemp(prefix="cogumi-bench-train-")
+    os.makedirs(work, exist_ok=True)
     data, model = build_inputs(work, args.per_domain, seed=0)
     base = {"max_steps": args.steps, "save_steps": args.steps, "eval_steps": args.steps,
             "logging_steps": 10, "early_stopping": {"enabled": False}}
