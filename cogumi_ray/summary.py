@@ -46,6 +46,12 @@ def _results(stages: dict[str, dict]) -> list[str]:
             f"  distill (teacher {m.get('teacher')}): {_pct(m['pass_rate_before'])} -> "
             f"{_pct(m['pass_rate_after'])} ({100 * m['pass_rate_delta']:+.1f} pp); self-critique "
             f"fixed {m.get('self_critique_fixed', 0)}/{m.get('failures', 0)} failures")
+        if m.get("kept") == "base":
+            lines.append(
+                f"    kept the base: the retrained model passed {_pct(m['val_pass_rate_retrained'])}"
+                f" of validation rows vs {_pct(m['val_pass_rate_base'])}"
+                + (f" ({_pct(m['retrained_pass_rate'])} held-out)"
+                   if "retrained_pass_rate" in m else ""))
     if m := done.get("eval"):
         parts = [f"{b} {_pct(m[b])} ({m[f'{b}.passed']}/{m[f'{b}.total']})"
                  for b in ("suite", "humaneval", "gsm8k") if b in m and f"{b}.total" in m]

@@ -2,7 +2,8 @@
 
 Inputs: model (the trained base), failures (judge stage), train / val / test (curated splits).
 Outputs: `dataset/` (the deduplicated distillation set, Example Parquet), `model` (the retrained
-HF folder; the input model when nothing was retrained) and `report.json`. Also in the stage dir:
+HF folder, or the input model when nothing was retrained or when the retrained one passes no more
+validation rows than the base: `distill.select`) and `report.json`. Also in the stage dir:
 `self_critique/` and `teacher/` (every rewrite/correction with its verdict) and `train_mix/` (the
 distillation set plus the replayed training rows the retrain used).
 
@@ -165,6 +166,26 @@ def retrain_step(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], mix
     return export_checkpoint(result.checkpoint, storage.join(out, "model")), result.metrics
 
 
+def select_step(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], retrained: str,
+                m: dict[str, Any]) -> str:
+    """The base or the retrained model, whichever passes more validation rows (ties: the base)."""
+    from cogumi_ray.distill.evaluate import score
+    from cogumi_ray.eval.score_cache import cache_dir
+    from cogumi_ray.eval.stage import read_examples
+
+    val = read_examples(inputs["val"])[: cfg.distill.eval_limit]
+    cache = cache_dir(ctx.run_dir)
+    base, new = (score(cfg, model, val, cache) for model in (inputs["model"], retrained))
+    m.update(val_examples=len(val), val_pass_rate_base=round(base.pass_rate, 4),
+             val_pass_rate_retrained=round(new.pass_rate, 4))
+    m["kept"] = "retrained" if new.pass_rate > base.pass_rate else "base"
+    if m["kept"] == "base":
+        log.warning("distill: the retrained model passed %d/%d validation rows, the base %d: "
+                    "keeping the base (distill.select: retrained exports it anyway)",
+                    new.overall.passed, new.overall.total, base.overall.passed)
+    return retrained if m["kept"] == "retrained" else inputs["model"]
+
+
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     import json
 
@@ -226,22 +247,32 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     m["retrained"] = model_out != inputs["model"]
     t4 = time.perf_counter()
 
+    retrained = model_out
+    if m["retrained"] and dc.select == "val_pass_rate" and "val" in inputs:
+        model_out = select_step(cfg, ctx, inputs, retrained, m)
+    t5 = time.perf_counter()
+
     scores: dict[str, Any] = {}
     if dc.evaluate and m["retrained"] and "test" in inputs:
         from cogumi_ray.distill.evaluate import compare, score
+        from cogumi_ray.eval.score_cache import cache_dir
         from cogumi_ray.eval.stage import read_examples
 
         examples = read_examples(inputs["test"])[: dc.eval_limit]
-        from cogumi_ray.eval.score_cache import cache_dir
-
         cache = cache_dir(ctx.run_dir)
         before = score(cfg, inputs["model"], examples, cache)
-        after = score(cfg, model_out, examples, cache)
-        m.update(compare(before, after), eval_examples=len(examples))
-        scores = {"before": before.metrics(), "after": after.metrics()}
+        after = score(cfg, retrained, examples, cache)
+        exported = after if model_out == retrained else before
+        # pass_rate_after/delta describe the exported model; the retrained one's own held-out
+        # rate is kept beside them, so a retrain that was not kept still shows what it did
+        m.update(compare(before, exported), eval_examples=len(examples),
+                 retrained_pass_rate=round(after.pass_rate, 4),
+                 retrained_pass_rate_delta=round(after.pass_rate - before.pass_rate, 4))
+        scores = {"before": before.metrics(), "after": exported.metrics(),
+                  "retrained": after.metrics()}
     m.update(seconds_self_critique=round(t1 - t0, 2), seconds_teacher=round(t2 - t1, 2),
              seconds_dataset=round(t3 - t2, 2), seconds_retrain=round(t4 - t3, 2),
-             seconds_eval=round(time.perf_counter() - t4, 2))
+             seconds_select=round(t5 - t4, 2), seconds_eval=round(time.perf_counter() - t5, 2))
 
     report = {"metrics": m, "rows_by_part_and_source": counts, "dedup": stats.as_metrics(),
               "training": train_metrics, "scores": scores,

@@ -207,19 +207,45 @@ def test_retrain_and_rescore_the_held_out_split(ray_session, tmp_path, suite, ti
     data, _ = suite
     data = {**data, "model": tiny_sft_model_dir}
     cfg = config(tmp_path, self_critique=False, retrain=True, evaluate=True, eval_limit=3,
+                 select="retrained",
                  training={"max_steps": 2, "per_device_batch_size": 4, "eval_steps": 1,
                            "save_steps": 1, "logging_steps": 1, "cpus_per_worker": 1})
     cfg.eval.params.max_new_tokens = 16
     out = run_distill(cfg, data)
     m = out.metrics
     assert m["retrained"] and Path(out.outputs["model"], "config.json").is_file()
-    assert out.outputs["model"] != tiny_sft_model_dir
+    assert out.outputs["model"] != tiny_sft_model_dir and "kept" not in m
     assert m["train_steps"] == 2 and m["eval_examples"] == 3
     assert m["pass_rate_delta"] == pytest.approx(m["pass_rate_after"] - m["pass_rate_before"],
                                                  abs=1e-4)
     assert {"pass_rate_before.math", "pass_rate_after.math", "pass_rate_delta.math"} <= set(m)
     report = json.loads(Path(out.outputs["report"]).read_text())
     assert report["scores"]["before"]["total"] == report["scores"]["after"]["total"] == 3
+
+
+@pytest.mark.slow
+def test_a_retrain_that_does_no_better_on_validation_is_not_exported(
+        ray_session, tmp_path, suite, tiny_sft_model_dir):
+    data, _ = suite
+    data = {**data, "model": tiny_sft_model_dir}
+    # Two steps at a learning rate of 1.0 wreck the weights: no more validation rows can pass.
+    cfg = config(tmp_path, self_critique=False, retrain=True, evaluate=True,
+                 training={"max_steps": 2, "per_device_batch_size": 4, "learning_rate": 1.0,
+                           "warmup_ratio": 0.0, "lr_scheduler": "constant_with_warmup",
+                           "eval_steps": 1, "save_steps": 2, "logging_steps": 1,
+                           "cpus_per_worker": 1})
+    cfg.eval.params.max_new_tokens = 16
+    out = run_distill(cfg, data)
+    m = out.metrics
+    assert m["retrained"] and m["kept"] == "base" and m["val_examples"] == 3
+    assert m["val_pass_rate_retrained"] <= m["val_pass_rate_base"]
+    assert out.outputs["model"] == tiny_sft_model_dir
+    # held-out: the exported model is the base, and the retrain's own rate is still reported
+    assert m["pass_rate_after"] == m["pass_rate_before"] and m["pass_rate_delta"] == 0
+    assert "retrained_pass_rate" in m and "retrained_pass_rate_delta" in m
+    report = json.loads(Path(out.outputs["report"]).read_text())
+    assert report["scores"]["retrained"]["total"] == m["eval_examples"]
+    assert Path(tmp_path, "runs", "d", "distill", "model", "config.json").is_file()
 
 
 def test_no_failures_completes_with_an_empty_set(ray_session, tmp_path, suite):
