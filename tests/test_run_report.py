@@ -227,3 +227,86 @@ def test_a_section_that_crashes_becomes_a_warning(report, monkeypatch, tmp_path)
     html = Path(html_path).read_text()
     assert "section &#x27;Data funnel&#x27; could not be built" in html
     assert "37.5% (3/8)" in html  # the other sections are still there
+
+
+def _routekit():
+    """tests/route/routekit.py (its folder is on sys.path only when tests/route is collected)."""
+    import importlib.util
+    import sys
+
+    if "routekit" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("routekit", REPO / "tests" / "route" / "routekit.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules["routekit"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["routekit"])
+    return sys.modules["routekit"]
+
+
+def _hashed_embed(texts: list[str], fc: object):
+    """Bag of words with one fixed random vector per word: a stand-in for MiniLM that still
+    separates routekit's domains and its hard suffixes, in milliseconds."""
+    import zlib
+
+    import numpy as np
+
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in t.lower().replace(".", " ").replace(",", " ").split():
+            out[i] += np.random.default_rng(zlib.crc32(w.encode())).normal(size=64)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def router_run(tmp_path_factory) -> tuple[str, dict, str, str]:
+    """A run whose router stage really ran (route.stage.train_stage on routekit's labelled rows),
+    so report.json has the shape the stage writes."""
+    from cogumi_ray.reports import build_report
+    from cogumi_ray.route import features
+    from cogumi_ray.route.config import EscalationConfig, FeatureConfig, RouterConfig
+    from cogumi_ray.route.stage import train_stage
+
+    kit = _routekit()
+    d = tmp_path_factory.mktemp("router_report")
+    val, test = kit.make_rows(180, 1, "v"), kit.make_rows(90, 2, "t")
+    inputs = {"scores": str(d / "scores.parquet"), "val": str(d / "val.parquet"),
+              "test": str(d / "test.parquet")}
+    kit.write_split(inputs["val"], val)
+    kit.write_split(inputs["test"], test)
+    kit.write_scores(inputs["scores"], {"val": val, "test": test})
+    rc = RouterConfig(routers=["logreg", "knn"], cv_folds=3, features=FeatureConfig(pca_dims=16),
+                      escalation=EscalationConfig(per_class=50))
+    ctx = RunContext(str(d / "run"), name="routed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(features, "embed", _hashed_embed)
+        out = ctx.run_stage("router", lambda: train_stage(rc, ctx.stage_dir("router"), inputs),
+                            {"route": rc.model_dump(mode="json")})
+    rep = json.loads(Path(out.outputs["report"]).read_text())
+    html_path, md_path = build_report(ctx.run_dir)
+    return ctx.run_dir, rep, Path(html_path).read_text(), Path(md_path).read_text()
+
+
+def test_router_section_reads_the_stage_report(router_run):
+    from cogumi_ray.reports.fmt import num, pct
+
+    run_dir, rep, html, md = router_run
+    chosen = rep["routers"][rep["chosen"]]
+    cm = chosen["classification"]["confusion"]
+    assert sum(map(sum, cm["matrix"])) == rep["rows"]["test"]
+    for label, row in zip(cm["labels"], cm["matrix"], strict=True):  # every cell, in both files
+        assert "| " + " | ".join([label, *[num(v) for v in row]]) + " |" in md
+        assert f"<td>{label}</td>" + "".join(f'<td class="n">{num(v)}</td>' for v in row) in html
+    rt = chosen["routing"]
+    assert f"| {num(rt['apgr'])} | {pct(rt['cpt50'])} | {pct(rt['cpt80'])} |" in md
+    for name, r in rep["routers"].items():  # the comparison table has every router's APGR
+        cells = f"| {name}{' (chosen)' if name == rep['chosen'] else ''} | " \
+                f"{pct(r['classification']['accuracy'])} |"
+        assert cells in md and num(r["routing"]["apgr"]) in md
+    cls = chosen["classification"]
+    for text in (html, md):
+        assert pct(cls["majority_accuracy"]) in text and pct(chosen["anchors"]["oracle"]) in text
+        assert num(cls["ece_uncalibrated"]) in text and num(cls["ece"]) in text
+        for o, v in cls["per_class"].items():
+            assert pct(v["precision"]) in text and pct(v["recall"]) in text, o
+    assets = Path(run_dir) / "report_assets"
+    for png in ("router_confusion.png", "router_quality_cost.png", "router_routing.png"):
+        assert (assets / png).read_bytes().startswith(b"\x89PNG"), png

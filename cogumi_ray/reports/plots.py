@@ -72,7 +72,7 @@ def lines(series: Sequence[tuple[str, Sequence[float], Sequence[float], bool]], 
 
 def heatmap(matrix: Sequence[Sequence[Cell]], rows: Sequence[str], cols: Sequence[str], title: str,
             label: Callable[[float], str], vmin: float, vmax: float, cmap: str = "viridis",
-            colorbar: str = "") -> bytes:
+            colorbar: str = "", xlabel: str = "", ylabel: str = "") -> bytes:
     """A matrix with each cell's value written in it; None cells stay blank (no data)."""
     import numpy as np
 
@@ -83,6 +83,8 @@ def heatmap(matrix: Sequence[Sequence[Cell]], rows: Sequence[str], cols: Sequenc
     ax.set_xticks(range(len(cols)), labels=list(cols), fontsize=8)
     ax.set_yticks(range(len(rows)), labels=list(rows), fontsize=8)
     ax.set_title(title, fontsize=11, loc="left", fontweight="bold")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     mid = (vmin + vmax) / 2
     for i, r in enumerate(matrix):
         for j, v in enumerate(r):
@@ -194,4 +196,30 @@ def xy(points: Sequence[tuple[float, float]], title: str, xlabel: str, ylabel: s
         ax.plot([x0, x1], [y0, y1], "--", color="#888", linewidth=1, label="random")
         ax.legend(fontsize=8, frameon=False)
     _style(ax, title, xlabel, ylabel)
+    return _png(fig)
+
+
+def quality_cost(points: Sequence[tuple[float, float]], weak: float, strong: float,
+                 oracle: float | None, title: str, operating: tuple[float, float] | None = None) -> bytes:
+    """Pass rate against the share of modifier calls, with RouteLLM's anchors: random routing (the
+    dashed segment from base-only at share 0 to always-best-modifier at share 1) and the oracle."""
+    fig = _figure(6.2, 3.6)
+    ax = fig.add_subplot()
+    pts = sorted(points)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", markersize=3, linewidth=1.4,
+            color=PALETTE[0], label="router (cut sweep)")
+    ax.plot([0, 1], [weak, strong], "--", color="#888", linewidth=1, label="random")
+    ax.scatter([0], [weak], color="black", marker="o", zorder=3, label="base only")
+    ax.scatter([1], [strong], color="black", marker="s", zorder=3, label="always best modifier")
+    if oracle is not None:
+        ax.axhline(oracle, color=PALETTE[2], linestyle=":", linewidth=1.2, label="oracle")
+    if operating is not None:
+        ax.scatter([operating[0]], [operating[1]], color=PALETTE[1], marker="*", s=90, zorder=4,
+                   label="configured policy")
+    from matplotlib.ticker import PercentFormatter
+
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    _style(ax, title, "share of modifier calls", "pass rate")
+    ax.legend(fontsize=7.5, frameon=False, loc="lower right")
     return _png(fig)

@@ -1,10 +1,11 @@
-"""Router: confusion matrix and quality/cost curve, rendered only when a `router` stage is in the
-manifest (nothing at all otherwise).
+"""Router: rendered only when a `router` stage is in the manifest (nothing at all otherwise).
 
-The router stage is newer than this report, so its report.json is read by shape, not by one fixed
-schema: a confusion matrix as {"labels": [...], "matrix": [[...]]} (rows = best option, columns =
-routed option) or as {true: {routed: count}}; a quality/cost table as a list of points with a cost
-key (cost, mean_cost, strong_share, call_share) and a quality key (pass_rate, quality).
+Reads the stage's report.json as `cogumi_ray.route.stage` writes it: every trained router's report
+under `routers.<name>` (`classification`, `anchors`, `routing`, `operating_point`, `sweep`, `train`,
+`selection`; see `cogumi_ray.route.report.router_report`) and the saved one named by `chosen`.
+For the chosen router: the confusion matrix, per-class precision/recall, accuracy against the
+majority option, ECE/NLL before and after temperature, and the quality/cost curve with its anchors
+and APGR/CPT; then all routers side by side, the escalation detector and the stage's own plot.
 """
 
 from __future__ import annotations
@@ -12,44 +13,150 @@ from __future__ import annotations
 from typing import Any
 
 from cogumi_ray.reports import plots
-from cogumi_ray.reports.doc import Figure, Note, Section, Table
-from cogumi_ray.reports.fmt import is_num, num
+from cogumi_ray.reports.doc import Figure, Note, Section, Stats, Table, Text
+from cogumi_ray.reports.fmt import DASH, is_num, num, pct
 from cogumi_ray.reports.load import RunData
-from cogumi_ray.reports.sections.common import Inline, gate
+from cogumi_ray.reports.sections.common import Inline, expect, gate
 
 STAGE = "router"
-CONFUSION_KEYS = ("confusion", "confusion_matrix")
-CURVE_KEYS = ("quality_cost", "sweep", "curve", "quality_vs_cost")
-X_KEYS = ("cost", "mean_cost", "strong_share", "call_share", "share")
-Y_KEYS = ("pass_rate", "quality", "score")
 
 
-def _first(d: dict, keys: tuple[str, ...]) -> Any:
-    return next((d[k] for k in keys if k in d), None)
+def _d(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
-def confusion(raw: Any) -> tuple[list[str], list[list[float]]] | None:
-    if isinstance(raw, dict) and isinstance(raw.get("matrix"), list):
-        labels = [str(x) for x in raw.get("labels") or raw.get("options") or range(len(raw["matrix"]))]
-        matrix = [[float(v) if is_num(v) else 0.0 for v in row] for row in raw["matrix"]
-                  if isinstance(row, list)]
-        return (labels, matrix) if matrix and len(matrix) == len(labels) else None
-    if isinstance(raw, dict) and raw and all(isinstance(v, dict) for v in raw.values()):
-        labels = list(dict.fromkeys([*raw, *[k for v in raw.values() for k in v]]))
-        return labels, [[float(raw.get(t, {}).get(p, 0)) for p in labels] for t in labels]
-    return None
+def _first(v: Any) -> Any:
+    return v[0] if isinstance(v, list) and v else None
 
 
-def curve(raw: Any) -> tuple[str, str, list[tuple[float, float]]] | None:
-    if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict):
-        return None
-    xk = next((k for k in X_KEYS if k in raw[0]), None)
-    yk = next((k for k in Y_KEYS if k in raw[0]), None)
-    if xk is None or yk is None:
-        return None
-    pts = [(float(p[xk]), float(p[yk])) for p in raw
-           if isinstance(p, dict) and is_num(p.get(xk)) and is_num(p.get(yk))]
-    return (xk, yk, pts) if pts else None
+def _arrow(before: Any, after: Any) -> str:
+    return f"{num(before)} → {num(after)}" if is_num(before) or is_num(after) else DASH
+
+
+def _headline(name: str, rep: dict[str, Any], r: dict[str, Any]) -> Stats:
+    cls, rt, op, a = (_d(r.get(k)) for k in ("classification", "routing", "operating_point", "anchors"))
+    return Stats([
+        ("chosen router", name, f"best {rep.get('select_by', DASH)} out-of-fold on validation"),
+        ("accuracy", pct(cls.get("accuracy")),
+         f"majority '{cls.get('majority_option', DASH)}': {pct(cls.get('majority_accuracy'))}"),
+        ("ECE", num(cls.get("ece")), f"{num(cls.get('ece_uncalibrated'))} before temperature"),
+        ("APGR", num(rt.get("apgr")), f"CPT(50%) {pct(rt.get('cpt50'))}, CPT(80%) {pct(rt.get('cpt80'))}"),
+        ("routed pass rate", pct(op.get("pass_rate")),
+         f"base only {pct(a.get('base_only'))}, {pct(op.get('modifier_share'))} modifier calls"),
+    ])
+
+
+def _confusion(cls: dict[str, Any]) -> list[Table | Figure]:
+    cm = _d(cls.get("confusion"))
+    labels, matrix = cm.get("labels"), cm.get("matrix")
+    if not (isinstance(labels, list) and isinstance(matrix, list) and len(matrix) == len(labels)
+            and all(isinstance(row, list) and len(row) == len(labels) for row in matrix)):
+        return []
+    names = [str(x) for x in labels]
+    table = Table(["best \\ routed", *names],
+                  [[t, *[num(v) for v in row]] for t, row in zip(names, matrix, strict=True)],
+                  f"Confusion matrix on {num(cls.get('rows'))} held-out rows (rows: the option that "
+                  "should answer, columns: the router's top option)",
+                  numeric=tuple(range(1, len(names) + 1)))
+    cells = [[float(v) if is_num(v) else None for v in row] for row in matrix]
+    top = max([v for row in cells for v in row if v is not None] + [1.0])
+    fig = Figure("router_confusion.png", plots.heatmap(
+        cells, names, names, "Router confusion matrix", lambda v: f"{v:.0f}", 0.0, top,
+        colorbar="queries", xlabel="routed option", ylabel="best option"),
+        "Confusion matrix of the chosen router (rows: best option, columns: routed)")
+    return [table, fig]
+
+
+def _per_class(cls: dict[str, Any]) -> Table | None:
+    pc = _d(cls.get("per_class"))
+    rows = [[o, pct(_d(v).get("precision")), pct(_d(v).get("recall")), num(_d(v).get("support"))]
+            for o, v in pc.items()]
+    return Table(["option", "precision", "recall", "support"], rows,
+                 "Per-class precision and recall (held-out rows)", numeric=(1, 2, 3)) if rows else None
+
+
+def _calibration(cls: dict[str, Any], train: dict[str, Any]) -> Table:
+    return Table(["", "before temperature", "after temperature"], [
+        ["ECE", num(cls.get("ece_uncalibrated")), num(cls.get("ece"))],
+        ["NLL", num(cls.get("nll_uncalibrated")), num(cls.get("nll"))],
+    ], f"Calibration on held-out rows (temperature {num(train.get('temperature'))}, fitted "
+       "out-of-fold on validation)", numeric=(1, 2))
+
+
+def _routing(r: dict[str, Any], base_cost: Any) -> list[Table | Figure | Text]:
+    a, rt, op = _d(r.get("anchors")), _d(r.get("routing")), _d(r.get("operating_point"))
+    strong = _d(a.get("strong_option"))
+    rows = [
+        ["base only", pct(a.get("base_only")), num(base_cost)],
+        ["always best modifier", pct(a.get("always_best_modifier")), num(a.get("strong_cost"))],
+        ["oracle (any option passes)", pct(a.get("oracle")), DASH],
+        [f"router, {op.get('policy', 'configured')} policy ({pct(op.get('modifier_share'))} "
+         "modifier calls)", pct(op.get("pass_rate")), num(op.get("mean_cost"))],
+    ]
+    out: list[Table | Figure | Text] = [Table(
+        ["anchor", "pass rate", "mean cost"], rows,
+        "Quality/cost anchors (held-out rows); always best modifier = per domain: "
+        + (", ".join(f"{d or 'all'} → {o}" for d, o in strong.items()) or DASH)
+        + "; cost in base answers", numeric=(1, 2))]
+    out.append(Table(["APGR", "CPT(50%)", "CPT(80%)"],
+                     [[num(rt.get("apgr")), pct(rt.get("cpt50")), pct(rt.get("cpt80"))]],
+                     "APGR = area under the recovered-performance-gap curve over the modifier-call "
+                     "share (random routing: 0.5); CPT(x) = the smallest share of modifier calls "
+                     "that recovers x of the gap", numeric=(0, 1, 2)))
+    sweep = [p for p in r.get("sweep") or [] if isinstance(p, dict)]
+    pts = [(float(p["modifier_share"]), float(p["pass_rate"])) for p in sweep
+           if is_num(p.get("modifier_share")) and is_num(p.get("pass_rate"))]
+    if pts and is_num(a.get("base_only")) and is_num(a.get("always_best_modifier")):
+        oracle = a.get("oracle")
+        here = ((float(op["modifier_share"]), float(op["pass_rate"]))
+                if is_num(op.get("modifier_share")) and is_num(op.get("pass_rate")) else None)
+        out.append(Figure("router_quality_cost.png", plots.quality_cost(
+            pts, float(a["base_only"]), float(a["always_best_modifier"]),
+            float(oracle) if is_num(oracle) else None, "Pass rate vs modifier calls", here),
+            "Quality/cost curve of the chosen router (cut policy swept over its cut)"))
+    if sweep:
+        out.append(Table(["cut", "modifier calls", "pass rate", "mean cost"],
+                         [[num(p.get("cut")), pct(p.get("modifier_share")), pct(p.get("pass_rate")),
+                           num(p.get("mean_cost"))] for p in sweep],
+                         "Cut policy sweep (held-out rows; cost in base answers)",
+                         numeric=(0, 1, 2, 3)))
+    return out
+
+
+def _compare(routers: dict[str, Any], chosen: str, select_by: Any) -> Table:
+    rows = []
+    for name, r in routers.items():
+        r = _d(r)
+        cls, rt, op = (_d(r.get(k)) for k in ("classification", "routing", "operating_point"))
+        sel = _d(r.get("selection"))
+        rows.append([name + (" (chosen)" if name == chosen else ""), pct(cls.get("accuracy")),
+                     _arrow(cls.get("ece_uncalibrated"), cls.get("ece")),
+                     _arrow(cls.get("nll_uncalibrated"), cls.get("nll")), num(rt.get("apgr")),
+                     pct(rt.get("cpt50")), pct(rt.get("cpt80")), pct(op.get("pass_rate")),
+                     pct(op.get("modifier_share")), num(sel.get(str(select_by)))])
+    return Table(["router", "accuracy", "ECE before → after", "NLL before → after", "APGR",
+                  "CPT(50%)", "CPT(80%)", "pass rate", "modifier calls",
+                  f"selection ({select_by}, higher wins)"],
+                 rows, "Every trained router on the held-out rows (selection: out-of-fold on "
+                 "validation)", numeric=(1, 4, 5, 6, 7, 8, 9))
+
+
+def _escalation(esc: dict[str, Any]) -> Table | None:
+    rows = [[split, num(_d(esc.get(split)).get("rows")), num(_d(esc.get(split)).get("precision")),
+             num(_d(esc.get(split)).get("recall")), num(_d(esc.get(split)).get("f1")),
+             num(_d(esc.get(split)).get("p99_ms"))]
+            for split in ("generated", "hard") if split in esc]
+    return Table(["set", "rows", "precision", "recall", "F1", "p99 ms"], rows,
+                 f"Escalation detector ({esc.get('model', DASH)}): held-out generated messages and "
+                 "the shipped hard cases", numeric=(1, 2, 3, 4, 5)) if rows else None
+
+
+def _tuned(tune: dict[str, Any]) -> Text:
+    test = _d(tune.get("test"))
+    return Text(f"Ray Tune chose cut {num(tune.get('cut'))} and progressive thresholds "
+                f"{num(tune.get('thresholds'))} on validation; on the held-out rows that policy "
+                f"passes {pct(test.get('pass_rate'))} with {pct(test.get('modifier_share'))} "
+                "modifier calls.")
 
 
 def section(run: RunData) -> Section | None:
@@ -59,29 +166,39 @@ def section(run: RunData) -> Section | None:
     if not gate(run, sec, STAGE):
         return sec
     inline = Inline(run, sec)
-    m = run.metrics(STAGE)
-    scalars = [[k, num(v)] for k, v in m.items() if isinstance(v, int | float | str | bool)]
-    if scalars:
-        sec.add(Table(["metric", "value"], scalars, "Router stage metrics", numeric=(1,)))
-    rep = inline.json(STAGE, "report", "report.json", required=False)
-    rep = rep if isinstance(rep, dict) else {}
-    if cm := confusion(_first(rep, CONFUSION_KEYS)):
-        labels, matrix = cm
-        sec.add(Table(["best \\ routed", *labels],
-                      [[t, *[num(v) for v in row]] for t, row in zip(labels, matrix, strict=True)],
-                      "Confusion matrix (rows: best option, columns: routed option)",
-                      numeric=tuple(range(1, len(labels) + 1))))
-        sec.add(Figure("router_confusion.png", plots.heatmap(
-            matrix, labels, labels, "Router confusion matrix", lambda v: num(v, 3), 0.0,
-            max(max(r) for r in matrix) or 1.0, cmap="viridis"), "Router confusion matrix"))
-    if cv := curve(_first(rep, CURVE_KEYS)):
-        xk, yk, pts = cv
-        sec.add(Figure("router_quality_cost.png", plots.xy(pts, "Quality vs cost", xk, yk),
-                       "Router quality/cost curve"))
-    for path in run.glob(STAGE, "*.png"):
+    rep = expect(inline, STAGE, "report.json", inline.json(STAGE, "report", "report.json"), dict)
+    routers = expect(inline, STAGE, "routers", (rep or {}).get("routers"), dict) or {}
+    chosen = str((rep or {}).get("chosen"))
+    r = _d(routers.get(chosen))
+    if rep is None or not r:
+        # Without the report the manifest's headline metrics are all there is to show.
+        m = run.metrics(STAGE)
+        scalars = [[k, num(v)] for k, v in m.items() if isinstance(v, int | float | str | bool)]
+        if scalars:
+            sec.add(Table(["metric", "value"], scalars, "Router stage metrics (manifest)", numeric=(1,)))
+        if rep is not None:
+            sec.add(Note(f"router: report.json names no trained router {chosen!r}", "warn"))
+    else:
+        rows = _d(rep.get("rows"))
+        sec.add(_headline(chosen, rep, r), Text(
+            f"Options {num(rep.get('options'))}; trained on {num(rows.get('val'))} validation rows "
+            f"(fit {num(rows.get('fit'))}, early stop {num(rows.get('stop'))}), measured on "
+            f"{num(rows.get('test'))} held-out rows."))
+        cls = _d(r.get("classification"))
+        sec.add(*_confusion(cls))
+        if pc := _per_class(cls):
+            sec.add(pc)
+        sec.add(_calibration(cls, _d(r.get("train"))))
+        sec.add(*_routing(r, _d(rep.get("costs")).get(str(_first(rep.get("options"))))))
+        if isinstance(rep.get("tune"), dict):
+            sec.add(_tuned(rep["tune"]))
+        sec.add(_compare(routers, chosen, rep.get("select_by")))
+        if esc := _escalation(_d(rep.get("escalation"))):
+            sec.add(esc)
+    for path in run.glob(STAGE, "*.png"):  # the stage's own plot: every router's curve, reliability
         name = path.rsplit("/", 1)[-1]
         if png := inline.bytes_at(path, STAGE):
-            sec.add(Figure(f"router_{name}", png, f"Router stage: {name}"))
+            sec.add(Figure(f"router_{name}", png, f"Router stage: {name}", wide=True))
     if len(sec.blocks) == 0:
         sec.add(Note("router: finished, but recorded no metrics or report to show"))
     return sec
