@@ -44,7 +44,12 @@ class SuiteConfig(StrictModel):
     def _known_domains(self) -> SuiteConfig:
         bad = [d for d in self.domains if d not in DOMAINS]
         if bad:
-            raise ValueError(f"unknown domains {bad}; valid: {list(DOMAINS)}")
+            # only the generator is limited to its templates' domains; curation, modifiers,
+            # router and serve take any domain the data labels rows with
+            raise ValueError(
+                f"unknown domains {bad}; the task suite generates {list(DOMAINS)}. A new domain "
+                "needs its own data (curate.inputs, or modifiers.data) and modifiers.domains"
+            )
         return self
 
 

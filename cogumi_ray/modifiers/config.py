@@ -6,12 +6,19 @@ original ranks (see configs/llama31-8b.yaml).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from cogumi_ray.config_base import StrictModel
 from cogumi_ray.train.config import LoraSpec, TrainConfig
+
+# A domain names a folder and a file (adapters/<domain>/, adapters/<domain>.gguf), metric keys and
+# the served model id cogumi:<domain>: serve's adapter-name rule without '.', so no domain's
+# folder can be another's "<domain>.gguf"; "base" and "cogumi" are the router's own options.
+DOMAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+RESERVED = ("base", "cogumi")
 
 
 def _default_adapters() -> dict[str, LoraSpec]:
@@ -46,7 +53,8 @@ class ModifiersConfig(StrictModel):
 
     domains: list[str] = Field(
         default_factory=lambda: ["code", "reasoning", "automation"],
-        description="Domains to train an adapter for (`--domain D`, repeatable).",
+        description="Domains to train an adapter for (`--domain D`, repeatable): any name the "
+        "training data labels rows with (the task suite's, or a new one such as 'legal').",
     )
     adapters: dict[str, LoraSpec] = Field(
         default_factory=_default_adapters,
@@ -80,14 +88,21 @@ class ModifiersConfig(StrictModel):
 
     @field_validator("domains", "adapters")
     @classmethod
-    def _known_domains(cls, value: Any) -> Any:
-        from cogumi_ray.data.config import DOMAINS
-
-        bad = [d for d in value if d not in DOMAINS]
-        if bad:
-            raise ValueError(f"unknown domains {bad}; valid: {list(DOMAINS)}")
+    def _domain_names(cls, value: Any) -> Any:
+        # Free names, not the task suite's five: a new domain is config plus data. Whether the
+        # data has rows of each domain is checked when the stage runs (it knows the data).
         if not value and isinstance(value, list):
             raise ValueError("domains is empty; name at least one (e.g. --domain code)")
+        bad = [d for d in value if not DOMAIN_NAME.match(d) or d in RESERVED]
+        if bad:
+            raise ValueError(
+                f"domain names {bad} are not usable: a domain names its adapter's folder and the "
+                "model id cogumi:<domain>, so use 1-64 lower-case letters, digits, '_' or '-' "
+                f"(starting with a letter or digit), not {list(RESERVED)}"
+            )
+        dups = sorted({d for d in value if isinstance(value, list) and value.count(d) > 1})
+        if dups:
+            raise ValueError(f"domains {dups} are listed twice")
         return value
 
     def spec(self, domain: str) -> LoraSpec:
