@@ -7,6 +7,8 @@ llama.cpp LoRA GGUF `adapters/<domain>.gguf` (f16, for `cogumi serve`'s llama.cp
 training set is filtered by domain: by default the curated training split plus the distill
 stage's distillation set (the base's judged failures with their self-critique/teacher
 corrections, so each failure weighs twice), or any Example Parquet named by `modifiers.data`.
+A domain is any name the data labels rows with: before anything trains, each configured domain
+must have `modifiers.min_examples` rows there.
 
 Then every option (the base, and base + each adapter) answers the validation and held-out rows
 of every domain (`modifiers.score`): the manifest records each adapter's uplift on its own
@@ -62,6 +64,43 @@ def _export_gguf(adapter_dir: str, base: str, out: str) -> Any:
         return None
 
 
+def domain_counts(paths: list[str]) -> dict[str, int]:
+    """Rows per domain over Example Parquet files/dirs/URIs (reads the domain column only)."""
+    from collections import Counter
+
+    import pyarrow.dataset as pads
+
+    from cogumi_ray.errors import DataError
+
+    counts: Counter[str] = Counter()
+    for path in paths:
+        fs, p = storage.fs_and_path(path)
+        try:
+            column = pads.dataset(p, filesystem=fs, format="parquet").to_table(columns=["domain"])
+        except Exception as e:  # missing file, not Parquet, no domain column
+            raise DataError(f"cannot read the domains of training data {path!r} as Example "
+                            f"Parquet: {type(e).__name__}: {e}") from None
+        counts.update(str(d) for d in column.column("domain").to_pylist())
+    return dict(counts)
+
+
+def check_domains(domains: list[str], paths: list[str], min_rows: int) -> None:
+    """Every configured domain needs `min_rows` training rows, checked before any adapter trains:
+    domains are free names, so a typo or a domain without data is caught here, not in config."""
+    from cogumi_ray.errors import TrainError
+
+    counts = domain_counts(paths)
+    short = {d: counts.get(d, 0) for d in domains if counts.get(d, 0) < min_rows}
+    if short:
+        have = ", ".join(f"{d} ({n})" for d, n in sorted(counts.items())) or "none"
+        raise TrainError(
+            "; ".join(f"domain {d!r} has {n} training rows" for d, n in short.items())
+            + f" in {paths}, fewer than modifiers.min_examples={min_rows}. The data's domains: "
+            f"{have}. Add rows labelled with the domain (modifiers.data), or drop it from "
+            "modifiers.domains"
+        )
+
+
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     from cogumi_ray.runs import StageOutput
     from cogumi_ray.train.base_stage import checkpoint_root
@@ -69,6 +108,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     mods = cfg.modifiers
+    train_paths = [inputs["train"], *([inputs["failures"]] if "failures" in inputs else [])]
+    check_domains(mods.domains, train_paths, mods.min_examples)
     stage_dir = ctx.stage_dir(STAGE)
     ckpts = checkpoint_root(mods.training.storage_path, stage_dir)
     adapters = storage.join(stage_dir, "adapters")
@@ -82,8 +123,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
             name=f"modifier_{domain}",
             model_path=inputs["model"],
             # the failures' corrections on top of the domain's rows: each failure counts twice
-            train_path=[inputs["train"], inputs["failures"]] if "failures" in inputs
-            else inputs["train"],
+            train_path=train_paths if len(train_paths) > 1 else train_paths[0],
             val_path=inputs.get("val"),
             cfg=mods.training,
             storage_path=ckpts,
@@ -116,34 +156,53 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
            out_path: str, run_dir: str) -> dict[str, Any]:
     """Base vs base + each adapter on the validation and held-out rows; flags and row verdicts."""
-    from cogumi_ray.data.suite.verify import can_verify
     from cogumi_ray.eval.score_cache import cache_dir
     from cogumi_ray.eval.stage import read_examples, score_model
-    from cogumi_ray.modifiers.scoring import BASE, OptionRows, score_adapter, uplift, write_rows
+    from cogumi_ray.modifiers.scoring import (
+        BASE,
+        OptionRows,
+        own_domains,
+        scorable,
+        score_adapter,
+        uplift,
+        write_rows,
+    )
 
-    # every row, as eval_base and distill score them (the verifiers skip a row without verifier
-    # data), so the base's score of the same rows is read from the run's score cache
-    splits: dict[str, list[Any]] = {}
-    for split in ("val", "test"):
-        examples = read_examples(inputs[split]) if inputs.get(split) else []
-        if any(can_verify(e) for e in examples):
-            splits[split] = examples
+    # every verifiable row, as eval_base and distill score them, so the base's score of the same
+    # suite rows is read from the run's score cache
+    rows_in = scorable({s: read_examples(inputs[s]) for s in ("val", "test") if inputs.get(s)})
+    metrics: dict[str, Any] = {}
+    if rows_in.unverifiable:
+        # no verifier fits these rows (no suite metadata): they are left out, and counted
+        metrics["unverifiable_rows"] = rows_in.unverifiable
+        log.warning("modifiers: %s validation/held-out rows carry no verifier data and are not "
+                    "scored", ", ".join(f"{n} {d}" for d, n in rows_in.unverifiable.items()))
+    splits = rows_in.splits
     if not splits:
         log.warning("modifiers: no validation/held-out row carries verifier data (rows from "
                     "outside the task suite); adapters are not scored")
-        return {"scored": False}
+        return {"scored": False, **metrics}
     cache = cache_dir(run_dir)
-    rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex, cache=cache))
+    rows = [OptionRows(BASE, s, own_domains(score_model(cfg, inputs["model"], ex, cache=cache),
+                                            rows_in.domains))
             for s, ex in splits.items()]
     base_test = next((r.score for r in rows if r.split == "test"), None)
-    metrics: dict[str, Any] = {}
-    flagged = []
+    flagged, unscored = [], []
     for domain, adapter_dir in adapters.items():
-        scores = score_adapter(cfg, inputs["model"], adapter_dir, splits, cache)
+        scores = {s: own_domains(sc, rows_in.domains)
+                  for s, sc in score_adapter(cfg, inputs["model"], adapter_dir, splits, cache).items()}
         rows += [OptionRows(domain, s, sc) for s, sc in scores.items()]
         if base_test is None or "test" not in scores:
             continue
         u = uplift(domain, base_test, scores["test"], cfg.modifiers.min_uplift_pp)
+        if not u.own_rows:
+            # an uplift over zero rows would read as "no uplift" and flag a good adapter
+            unscored.append(domain)
+            metrics[f"{domain}_scored_rows"] = 0
+            log.warning("modifier %s: no verifiable held-out row of its domain (%d without "
+                        "verifier data); its uplift is unknown", domain,
+                        rows_in.unverifiable.get(domain, 0))
+            continue
         metrics.update(u.metrics())
         log.info("modifier %s: %s %.1f%% -> %.1f%% (%+.1f pp), other domains %+.1f pp",
                  domain, domain, 100 * u.own_base, 100 * u.own_adapter, u.uplift_pp,
@@ -155,4 +214,6 @@ def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
                         100 * u.own_base, u.uplift_pp, cfg.modifiers.min_uplift_pp)
     write_rows(out_path, rows)
     metrics["flagged"] = flagged
+    if unscored:
+        metrics["unscored"] = unscored
     return metrics

@@ -63,6 +63,11 @@ def test_modifier_stage_rejects_a_domain_without_enough_examples(
     from cogumi_ray.errors import TrainError
     from cogumi_ray.modifiers.stage import run
 
-    cfg = CogumiConfig.model_validate({"modifiers": {"domains": ["automation"]}})
-    with pytest.raises(TrainError, match="0 usable training rows of domain 'automation'"):
+    # checked before any adapter trains (math has its rows): the error names the domain, the
+    # data and the domains the data does have
+    cfg = CogumiConfig.model_validate({"modifiers": {"domains": ["math", "automation"]}})
+    with pytest.raises(TrainError, match=r"domain 'automation' has 0 training rows in \[.*train"
+                       r"\.parquet'\], fewer than modifiers.min_examples=8\. The data's "
+                       r"domains: code \(32\), math \(32\), reasoning \(32\)"):
         run(cfg, RunContext(str(tmp_path / "run")), sft_inputs(tiny_model_dir, data_dir))
+    assert not os.path.exists(tmp_path / "run" / "modifiers" / "adapters" / "math")
