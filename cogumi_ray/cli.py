@@ -293,11 +293,17 @@ def _serve_run(args: argparse.Namespace, cfg: Any, *, block: bool, ui_port: int 
 
 
 def _ask_demo(cfg: Any, url: str, key: str | None) -> None:
-    from cogumi_ray import storage
     from cogumi_ray.eval.stage import read_examples
+    from cogumi_ray.reports import build_report
     from cogumi_ray.runs import RunContext
     from cogumi_ray.serve.client import ChatClient
-    from cogumi_ray.serve.demo_queries import ask_demo_queries, pick_examples, table, write_answers
+    from cogumi_ray.serve.demo_queries import (
+        answers_path,
+        ask_demo_queries,
+        pick_examples,
+        table,
+        write_answers,
+    )
 
     for name in ("httpx", "httpx2"):  # one INFO line per request otherwise
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -307,9 +313,11 @@ def _ask_demo(cfg: Any, url: str, key: str | None) -> None:
     answers = ask_demo_queries(ChatClient(url, key), examples,
                                max_tokens=cfg.eval.params.max_new_tokens)
     print("\n".join("  " + line for line in table(answers)), flush=True)
-    out = storage.join(cfg.run_dir, "serve", "demo_answers.json")
+    out = answers_path(cfg.run_dir)
     write_answers(answers, out)
-    print(f"answers: {out}\nreport: {storage.join(cfg.run_dir, 'report.html')}", flush=True)
+    # The pipeline's report was written before these queries: again, now with its Serving section.
+    html, _md = build_report(cfg.run_dir)
+    print(f"answers: {out}\nreport: {html}", flush=True)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -310,3 +310,34 @@ def test_router_section_reads_the_stage_report(router_run):
     assets = Path(run_dir) / "report_assets"
     for png in ("router_confusion.png", "router_quality_cost.png", "router_routing.png"):
         assert (assets / png).read_bytes().startswith(b"\x89PNG"), png
+
+
+DEMO_ANSWERS = [  # serve/demo_answers.json as `cogumi demo` writes it (DemoAnswer fields)
+    {"label": "code", "question": "Write a Python function add_3(x) that returns x + 3.",
+     "answer": "def add_3(x): return x + 3", "option": "code", "confidence": 0.912, "passed": True,
+     "seconds": 1.2345, "first_token_seconds": 0.0871},
+    {"label": "math", "question": "What is 48 + 17?", "answer": "64", "option": "base",
+     "confidence": 0.64, "passed": False, "seconds": 0.4321, "first_token_seconds": 0.0512},
+    {"label": "math follow-up", "question": "that's wrong", "answer": "65", "option": "math",
+     "confidence": None, "passed": True, "seconds": 0.777},  # a file from before first tokens
+]
+
+
+def test_serving_section_shows_the_demo_queries(report, tmp_path):
+    from cogumi_ray.reports import build_report
+
+    run_dir = shutil.copytree(report[0], tmp_path / "run")
+    _write_json(run_dir / "serve" / "demo_answers.json", DEMO_ANSWERS)
+    html_path, md_path = build_report(str(run_dir))
+    md, html = Path(md_path).read_text(), Path(html_path).read_text()
+    assert "| code | Write a Python function add_3(x) that returns x + 3. | code | 0.912 | pass | " \
+           "87 ms | 1,234 ms |" in md
+    assert "| math | What is 48 + 17? | base | 0.64 | fail | 51 ms | 432 ms |" in md
+    assert "| math follow-up | that's wrong | math | – | pass | – | 777 ms |" in md
+    assert "**median latency:** 777 ms (slowest 1,234 ms)" in md
+    assert "**verifier passed:** 2/3" in md
+    assert 'id="serving"' in html and "1,234 ms" in html and "0.912" in html
+
+
+def test_no_serving_section_without_demo_answers_or_serving_stage(report):
+    assert 'id="serving"' not in Path(report[1]).read_text()

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 HTML_NAME, MD_NAME = "report.html", "report.md"
 
-# Pipeline order; the optional ones (router, serving) return None when their stage never ran.
+# Pipeline order; the optional ones return None when there is nothing: router when its stage never
+# ran, serving when no serving stage ran and `cogumi demo` asked no queries.
 SECTIONS: tuple[tuple[str, Callable[[RunData], Section | None]], ...] = (
     ("Data funnel", data.section),
     ("Training curves", training.section),
@@ -44,7 +45,7 @@ SECTIONS: tuple[tuple[str, Callable[[RunData], Section | None]], ...] = (
     ("Compression", compress.section),
     ("Modifiers", modifiers.section),
     ("Router", router.section),
-    ("Serving latency", serving.section),
+    ("Serving", serving.section),
     ("Final evaluation", quality.eval_section),
     ("Stage timings", timings.section),
 )

@@ -31,7 +31,13 @@ class DemoAnswer:
     option: str  # what answered: "base" or a modifier's name
     confidence: float | None
     passed: bool | None  # the suite verifier's verdict (None: nothing to verify)
-    seconds: float
+    seconds: float  # request sent to last streamed chunk, as the client saw it
+    first_token_seconds: float | None = None  # request sent to first answer text (None: no text)
+
+
+def answers_path(run_dir: str) -> str:
+    """Where the demo writes its answers; the run report's Serving section reads this file."""
+    return storage.join(run_dir, "serve", "demo_answers.json")
 
 
 def pick_examples(examples: list[Example]) -> list[Example]:
@@ -62,13 +68,16 @@ def _ask(client: ChatClient, label: str, messages: list[dict[str, str]],
          max_tokens: int) -> tuple[DemoAnswer, str]:
     start = time.perf_counter()
     text, routing = "", None
+    first: float | None = None
     for so_far, got, _finish in client.stream(ROUTED, messages, temperature=0.0,
                                               max_tokens=max_tokens):
+        if so_far and first is None:
+            first = time.perf_counter() - start
         text, routing = so_far, got or routing
     answer = DemoAnswer(label, messages[-1]["content"], text,
                         routing.option if routing else "?",
                         routing.confidence if routing else None, None,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, first)
     return answer, text
 
 

@@ -36,3 +36,34 @@ def test_table_shows_option_confidence_and_verdict():
     assert "base" in rows[1] and "0.91" in rows[1] and "pass" in rows[1]
     assert "fail" in rows[2] and " - " in rows[2] and rows[2].endswith("…")
     assert len(rows[2]) < 200
+
+
+class _SlowStream:
+    """A ChatClient stand-in: the routing decision first, then the answer in two pieces."""
+
+    def stream(self, model, messages, *, temperature, max_tokens):
+        import time
+
+        from cogumi_ray.serve.client import Routing
+
+        r = Routing("math", 0.83, "cogumi:math", "req-1")
+        yield "", r, None
+        time.sleep(0.05)
+        yield "4", r, None
+        time.sleep(0.05)
+        yield "42", r, None
+        yield "42", r, "stop"
+
+
+def test_answers_record_latency_and_first_token_for_the_report(tmp_path):
+    from cogumi_ray.serve.demo_queries import _ask, answers_path, load_answers, write_answers
+
+    answer, text = _ask(_SlowStream(), "math", [{"role": "user", "content": "6 * 7?"}], 8)
+    assert text == "42" and (answer.option, answer.confidence) == ("math", 0.83)
+    assert answer.first_token_seconds is not None
+    assert 0.04 < answer.first_token_seconds < answer.seconds and answer.seconds >= 0.09
+    path = answers_path(str(tmp_path))
+    assert path == str(tmp_path / "serve" / "demo_answers.json")
+    write_answers([answer], path)
+    row = load_answers(path)[0]
+    assert row["seconds"] == answer.seconds and row["first_token_seconds"] == answer.first_token_seconds
