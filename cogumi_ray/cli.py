@@ -327,7 +327,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_failed(stage: str, e: Exception, argv: list[str]) -> str:
+    """What failed, the command to run once the cause is fixed, and where the traceback is."""
+    import shlex
+
+    from cogumi_ray import run_log
+
+    # A CogumiError's message already says what is wrong; anything else needs its type to be read.
+    what = str(e) if isinstance(e, CogumiError) else f"{type(e).__name__}: {e}" if str(e) \
+        else type(e).__name__
+    log_path = run_log.active_path()
+    where = (f"Log (with the traceback): {log_path}" if log_path
+             else "The traceback is printed above.")
+    return (f"stage {stage} failed: {what.rstrip('.')}.\n"
+            f"Fix the cause, then re-run: cogumi {shlex.join(argv)}\n"
+            f"(finished stages are skipped and {stage} runs again; --force STAGE re-runs a finished "
+            f"one)\n{where}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -336,12 +355,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except CogumiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; re-run with --resume to continue", file=sys.stderr)
         return 130
+    except Exception as e:
+        from cogumi_ray.pipeline import failed_stage
+
+        stage = failed_stage(e)
+        if stage is not None:
+            if args.verbose:  # no run log with -v: the traceback goes to the terminal instead
+                import traceback
+
+                traceback.print_exception(e)
+            print(_stage_failed(stage, e, argv), file=sys.stderr)
+            return 2 if isinstance(e, CogumiError) else 1
+        if isinstance(e, CogumiError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise  # a bug outside any stage: its traceback is the report
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ run manifest. The CLI, `cogumi demo` and the tests all run stages through `run_p
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -341,14 +342,47 @@ def run_pipeline(
         section_cfg = {sec: getattr(cfg, sec).model_dump(mode="json") for sec in stage.sections}
         fn = stage.load()
         run_log_file.quiet_libraries()  # loading the stage may have configured another Ray library
-        results[stage.name] = ctx.run_stage(
-            stage.name,
-            lambda fn=fn, inputs=inputs: fn(cfg, ctx, inputs),
-            section_cfg,
-            hashes,
-            force=stage.name in force,
-        )
+        try:
+            results[stage.name] = ctx.run_stage(
+                stage.name,
+                lambda fn=fn, inputs=inputs: fn(cfg, ctx, inputs),
+                section_cfg,
+                hashes,
+                force=stage.name in force,
+            )
+        except Exception as e:  # not KeyboardInterrupt: an interrupt is no failure to explain
+            # The exception keeps its type (callers catch DataError etc.); the CLI reads the stage
+            # name off it to say what failed and what to run next.
+            with contextlib.suppress(AttributeError):
+                setattr(e, _FAILED_STAGE, stage.name)
+            _log_traceback(stage.name, e)
+            raise
     return results
+
+
+_FAILED_STAGE = "cogumi_failed_stage"
+
+
+def failed_stage(e: BaseException) -> str | None:
+    """The stage `e` escaped from inside `run_pipeline`, or None (it failed elsewhere)."""
+    name = getattr(e, _FAILED_STAGE, None)
+    return name if isinstance(name, str) else None
+
+
+def _log_traceback(stage: str, e: BaseException) -> None:
+    """The traceback into the run log file only: the terminal gets the CLI's one-paragraph message
+    (a traceback there buries what to do next). No run log attached (`-v`): the CLI prints it."""
+    from cogumi_ray import run_log as run_log_file
+
+    path = run_log_file.active_path()
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.FileHandler) and h.baseFilename == path]
+    if not handlers:
+        return
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "stage %s failed", (stage,),
+                            (type(e), e, e.__traceback__))
+    for h in handlers:
+        h.handle(record)
 
 
 def run_log_path(cfg: CogumiConfig) -> str:

@@ -170,3 +170,41 @@ def test_export_hf_is_wired(tmp_path, capsys):
 
     assert main(["export", "hf", "--root", str(tmp_path), "--name", "missing"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def _run_export(tmp_path, model_dir, capsys) -> tuple[int, str]:
+    from cogumi_ray import run_log
+
+    argv = ["pipeline", "run", "configs/demo.yaml", "--root", str(tmp_path / "runs"), "--only",
+            "export_gguf", "--set", f"export.model={model_dir}"]
+    try:
+        rc = main(argv)
+    finally:
+        run_log.detach()  # later tests must not log into this test's run
+    return rc, capsys.readouterr().err
+
+
+def test_a_failed_stage_names_itself_and_the_next_command(tmp_path, capsys):
+    """A corrupt config.json makes export_gguf fail with an unexpected (non-cogumi) exception: the
+    terminal gets the stage, the error and the command to re-run, the run log the traceback."""
+    bad = tmp_path / "model"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "llama", ')
+    rc, err = _run_export(tmp_path, bad, capsys)
+    log = tmp_path / "runs" / "demo" / "logs" / "pipeline.log"
+    assert rc == 1
+    assert "stage export_gguf failed: JSONDecodeError: Expecting property name" in err
+    assert (f"Fix the cause, then re-run: cogumi pipeline run configs/demo.yaml --root "
+            f"{tmp_path / 'runs'} --only export_gguf --set export.model={bad}") in err
+    assert "finished stages are skipped and export_gguf runs again" in err
+    assert f"Log (with the traceback): {log}" in err
+    assert "Traceback" not in err
+    text = log.read_text()
+    assert "ERROR cogumi_ray.pipeline: stage export_gguf failed\nTraceback" in text
+    assert "json.decoder.JSONDecodeError" in text
+    # a cogumi error inside the stage (a folder that is no model) gets the same next step, exit 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, err = _run_export(tmp_path, empty, capsys)
+    assert rc == 2 and "stage export_gguf failed: " in err and "config.json is missing" in err
+    assert "Fix the cause, then re-run: cogumi pipeline run configs/demo.yaml" in err
