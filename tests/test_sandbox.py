@@ -351,3 +351,28 @@ def test_weak_guard_still_limits_time_and_memory(monkeypatch):
     assert run_python("while True:\n    pass", timeout_s=1.0).timed_out
     r = run_python("x = bytearray(2 * 1024 ** 3)", memory_mb=256)
     assert not r.passed and "MemoryError" in r.stderr
+
+
+# Stdin: how a verdict nonce reaches the code without any file or argument holding it ----------
+@pytest.mark.parametrize("mode", ["strict", "weak"])
+def test_stdin_reaches_the_code_through_a_pipe_only(monkeypatch, mode):
+    monkeypatch.setenv(ISOLATION_ENV, mode)
+    secret = f"nonce-{uuid.uuid4().hex}"
+    r = run("""
+        import os, stat, sys
+        secret = sys.stdin.read()
+        print(stat.S_ISFIFO(os.fstat(0).st_mode), secret)
+        places = [open('main.py').read(), open('/proc/self/cmdline').read()]
+        places += [open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()]
+        places += [open(os.path.join('.', f)).read() for f in os.listdir('.') if f.endswith('.py')]
+        print('LEAKED' if any(secret in p for p in places) else 'private', sys.stdin.read() == '')
+    """, stdin=secret.encode())
+    assert r.passed, r.stderr
+    assert r.stdout.split("\n")[:2] == [f"True {secret}", "private True"]
+    assert run_python("import sys\nprint(repr(sys.stdin.read()))").stdout.strip() == "''"
+
+
+def test_stdin_is_capped_at_one_page():
+    with pytest.raises(ValueError, match="at most 4096"):
+        run_python("pass", stdin=b"x" * 4097)
+    assert run_python("import sys\nprint(len(sys.stdin.read()))", stdin=b"x" * 4096).stdout == "4096\n"

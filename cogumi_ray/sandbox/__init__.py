@@ -34,14 +34,16 @@ def run_python(
     timeout_s: float = 5.0,
     memory_mb: int = 512,
     max_output_bytes: int = 65536,
+    stdin: bytes = b"",
 ) -> SandboxResult:
-    """Run `code` as a script in a fresh sandbox; `passed` means it exited with code 0."""
+    """Run `code` as a script in a fresh sandbox; `passed` means it exited with code 0. `stdin`
+    (at most 4 KiB) is what the script reads from its stdin, through a pipe: no file holds it."""
     if isolation() == "weak":
         from cogumi_ray.sandbox.weak import run_weak
 
         return run_weak(code, timeout_s=timeout_s, memory_mb=memory_mb,
-                        max_output_bytes=max_output_bytes)
+                        max_output_bytes=max_output_bytes, stdin=stdin)
     from cogumi_ray.sandbox.strict import run_strict
 
     return run_strict(code, timeout_s=timeout_s, memory_mb=memory_mb,
-                      max_output_bytes=max_output_bytes)
+                      max_output_bytes=max_output_bytes, stdin=stdin)

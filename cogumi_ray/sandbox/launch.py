@@ -1,4 +1,5 @@
-"""The sandbox launcher: run as `python -I -S -B launch.py SPEC_JSON STATUS_FD`, code on stdin.
+"""The sandbox launcher: run as `python -I -S -B launch.py SPEC_JSON STATUS_FD`; on stdin the code
+(spec["code_bytes"] long), then the bytes the code reads from its own stdin.
 
 Self-contained (standard library only, ctypes for the syscalls Python 3.11 lacks) because it runs
 with `-I -S`, outside the package's import path. It builds the jail in three processes:
@@ -16,7 +17,8 @@ pid 1     (new pid ns)   mounts the view (read-only binds of the interpreter and
 code      (nested userns) rlimits, a nested user namespace as uid 1000 (no capabilities over the
                          mounts above, so nothing can be remounted writable), no_new_privs, a
                          seccomp filter (no sockets but AF_UNIX, no ptrace/io_uring/bpf/...), then
-                         execve of the interpreter on /tmp/main.py with a minimal environment.
+                         execve of the interpreter on /tmp/main.py with a minimal environment;
+                         its stdin is a pipe pid 1 filled (never a file the code could reread).
 
 A failure while building the jail is reported as {"setup_error": "..."} on STATUS_FD, never as an
 exit code the untrusted code could imitate.
@@ -146,7 +148,8 @@ def main() -> int:
     spec = json.loads(sys.argv[1])
     status_fd = int(sys.argv[2])
     os.set_inheritable(status_fd, False)  # the code must never see the report channel
-    code = sys.stdin.buffer.read()
+    data = sys.stdin.buffer.read()
+    code, stdin = data[:int(spec["code_bytes"])], data[int(spec["code_bytes"]):]
     try:
         sources = _enter_namespaces(spec)
     except (SetupError, OSError) as e:
@@ -159,7 +162,7 @@ def main() -> int:
         os.close(alive_w)
         os.close(report_r)
         try:
-            _pid1(spec, code, sources, alive_r, report_w)
+            _pid1(spec, code, stdin, sources, alive_r, report_w)
         finally:
             os._exit(0)
     os.close(alive_r)
@@ -225,7 +228,8 @@ def _build_root(spec: dict, code: bytes, sources: list[tuple[int, str, str | Non
 Sources = list[tuple[int, str, str | None]]  # (O_PATH fd or -1, path, symlink target or None)
 
 
-def _pid1(spec: dict, code: bytes, sources: Sources, alive_r: int, report_w: int) -> None:
+def _pid1(spec: dict, code: bytes, stdin: bytes, sources: Sources, alive_r: int,
+          report_w: int) -> None:
     _ok(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
     if select.select([alive_r], [], [], 0)[0]:  # the launcher died before the line above
         return
@@ -240,13 +244,20 @@ def _pid1(spec: dict, code: bytes, sources: Sources, alive_r: int, report_w: int
     for fd, _, _ in sources:
         if fd >= 0:
             os.close(fd)
+    stdin_r = -1
+    if stdin:  # the host caps it at one page, which any pipe holds without a reader
+        stdin_r, stdin_w = os.pipe()
+        os.write(stdin_w, stdin)
+        os.close(stdin_w)
     pid = os.fork()
     if pid == 0:
         try:
-            _exec_code(spec)
+            _exec_code(spec, stdin_r)
         except BaseException as e:  # noqa: BLE001 - anything here is a setup failure
             _report(report_w, {"setup_error": f"{type(e).__name__}: {e}"})
         os._exit(127)
+    if stdin_r >= 0:
+        os.close(stdin_r)
     while True:  # reap orphans too, until the code process itself is done
         got, status = os.waitpid(-1, 0)
         if got == pid:
@@ -294,11 +305,11 @@ def _install_seccomp() -> None:
     _ok(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
-def _exec_code(spec: dict) -> None:
+def _exec_code(spec: dict, stdin_r: int) -> None:
     os.chdir("/tmp")
-    devnull = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+    source = stdin_r if stdin_r >= 0 else os.open("/dev/null", os.O_RDONLY)
+    os.dup2(source, 0)
+    os.close(source)
     _limits(spec)
     _ok(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")  # to write our map
     _ok(_libc.unshare(CLONE_NEWUSER), "unshare(nested user namespace)")

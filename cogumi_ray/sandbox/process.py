@@ -21,6 +21,16 @@ class SandboxResult:
     error: str | None  # why it failed, one line (None when it passed)
 
 
+STDIN_LIMIT = 4096  # bytes of stdin a run may get: one page, which every pipe holds unread
+
+
+def check_stdin(stdin: bytes) -> None:
+    """Stdin is for small secrets (a verdict nonce), written whole into a pipe before the code
+    starts; more could block the writer on a code that never reads."""
+    if len(stdin) > STDIN_LIMIT:
+        raise ValueError(f"sandbox stdin is {len(stdin)} bytes; at most {STDIN_LIMIT} are allowed")
+
+
 def drain(stream: IO[bytes], keep: int, sink: list[bytes], dropped: list[int]) -> None:
     """Read a pipe to EOF, keeping the first `keep` bytes; the rest is counted and dropped so a
     chatty child never blocks on a full pipe nor fills our memory."""

@@ -1,5 +1,5 @@
-"""Host side of the strict sandbox: start `launch.py` with the code on stdin, enforce the wall
-clock, read the jail's report from a private pipe.
+"""Host side of the strict sandbox: start `launch.py` with the code (and the code's own stdin) on
+its stdin, enforce the wall clock, read the jail's report from a private pipe.
 
 What the jail gives (see launch.py): namespaces for users, mounts, network, pids, IPC, hostname
 and cgroups; a read-only view of the interpreter and system libraries only; a size-capped /tmp as
@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from cogumi_ray.errors import SandboxUnavailable
-from cogumi_ray.sandbox.process import Capture, SandboxResult, result, wait_unreaped
+from cogumi_ray.sandbox.process import Capture, SandboxResult, check_stdin, result, wait_unreaped
 
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
 FILE_LIMIT = 16 * 1024 * 1024  # bytes any one written file may reach
@@ -80,15 +80,20 @@ def run_strict(
     timeout_s: float = 5.0,
     memory_mb: int = 512,
     max_output_bytes: int = 65536,
+    stdin: bytes = b"",
 ) -> SandboxResult:
-    """Run `code` as /tmp/main.py inside the jail; `passed` means it exited with code 0."""
+    """Run `code` as /tmp/main.py inside the jail, `stdin` on its stdin; `passed` means it exited
+    with code 0."""
+    check_stdin(stdin)
     if not sys.platform.startswith("linux"):
         raise SandboxUnavailable(f"the strict sandbox needs Linux (this is {sys.platform}). {WEAK_HINT}")
     python, binds = interpreter()
+    code_bytes = code.encode("utf-8")
     spec = {
         "python": python, "ro_binds": list(binds), "uid": _throwaway_uid(),
         "memory_bytes": memory_mb * 1024 * 1024, "cpu_s": max(1, int(timeout_s) + 1),
         "file_bytes": FILE_LIMIT, "scratch_bytes": SCRATCH_LIMIT, "max_procs": MAX_PROCS,
+        "code_bytes": len(code_bytes),
     }
     status_r, status_w = os.pipe()
     try:
@@ -103,7 +108,7 @@ def run_strict(
     reader = threading.Thread(target=_read_all, args=(status_r, status), daemon=True)
     reader.start()
     capture = Capture(proc.stdout, proc.stderr, max_output_bytes)  # type: ignore[arg-type]
-    _feed(proc.stdin, code.encode("utf-8"))
+    _feed(proc.stdin, code_bytes + stdin)
     timed_out = not wait_unreaped(proc.pid, timeout_s)
     if timed_out:  # pid 1 dies with the launcher (PDEATHSIG), and the kernel kills the rest
         with contextlib.suppress(ProcessLookupError):

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from cogumi_ray.sandbox.process import Capture, SandboxResult, result, wait_unreaped
+from cogumi_ray.sandbox.process import Capture, SandboxResult, check_stdin, result, wait_unreaped
 
 # Runs before the user's code (a str.format template: literal braces are doubled). Tracebacks
 # show the user's own line numbers because the code is compiled under its own file name.
@@ -75,8 +75,11 @@ def run_weak(
     timeout_s: float = 5.0,
     memory_mb: int = 512,
     max_output_bytes: int = 65536,
+    stdin: bytes = b"",
 ) -> SandboxResult:
-    """Run `code` as a script in a fresh sandbox; `passed` means it exited with code 0."""
+    """Run `code` as a script in a fresh sandbox, `stdin` on its stdin; `passed` means it exited
+    with code 0."""
+    check_stdin(stdin)
     nproc = _user_procs() + _EXTRA_PROCS if sys.platform.startswith("linux") else 0
     cpu_s = max(1, int(timeout_s) + 1)
     with tempfile.TemporaryDirectory(prefix="cogumi-sandbox-") as tmp:
@@ -89,11 +92,16 @@ def run_weak(
                "PYTHONIOENCODING": "utf-8", "HOME": tmp, "TMPDIR": tmp}
         proc = subprocess.Popen(
             [sys.executable, "-I", "-B", "_run.py"],
-            cwd=tmp, env=env, stdin=subprocess.DEVNULL,
+            cwd=tmp, env=env, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: the timeout kills everything it spawned
         )
         capture = Capture(proc.stdout, proc.stderr, max_output_bytes)
+        if proc.stdin is not None:  # fits the pipe (check_stdin), so this never blocks
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.write(stdin)
+            with contextlib.suppress(BrokenPipeError, OSError):
+                proc.stdin.close()
         timed_out = not wait_unreaped(proc.pid, timeout_s)
         # Kill the group even after a normal exit: orphaned grandchildren must not outlive us.
         # The child is not reaped yet, so its pid (= the group id) cannot have been reused.
