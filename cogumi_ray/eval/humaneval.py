@@ -62,12 +62,23 @@ def extract_code(answer: str) -> str:
     return m.group(1) if m else answer
 
 
-def build_program(problem: Problem, completion: str) -> str:
-    """The script whose exit code decides pass/fail."""
+def build_program(problem: Problem, completion: str) -> tuple[str, str]:
+    """(the answer's code, the tests) for sandbox.verdict.run_tests: the tests run in the same
+    namespace after the code, and only their reaching the end passes (an exit code would not do:
+    `os._exit(0)` in a completion exits 0 before check() ran)."""
     code = extract_code(completion)
     defines_entry = re.search(rf"^def\s+{re.escape(problem.entry_point)}\s*\(", code, re.MULTILINE)
     body = f"{problem.prompt}\n{code}" if defines_entry else f"{problem.prompt}{code}"
-    return f"{body}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+    return body, f"{problem.test}\n\ncheck({problem.entry_point})\n"
+
+
+def run_problem(problem: Problem, completion: str, *, timeout_s: float = 10.0,
+                memory_mb: int = 1024) -> ExecResult:
+    """One completion against its problem's tests, in a sandbox of its own."""
+    from cogumi_ray.sandbox.verdict import run_tests
+
+    v = run_tests(*build_program(problem, completion), timeout_s=timeout_s, memory_mb=memory_mb)
+    return ExecResult(problem.task_id, v.passed, v.reason)
 
 
 def execute(
@@ -79,15 +90,11 @@ def execute(
     workers: int = 2,
 ) -> list[ExecResult]:
     """Run every (problem, completion) program in its own sandbox, `workers` at a time."""
-    from cogumi_ray.sandbox import run_python
-
     if len(problems) != len(completions):
         raise EvalError(f"{len(problems)} problems but {len(completions)} completions")
 
     def one(pair: tuple[Problem, str]) -> ExecResult:
-        problem, completion = pair
-        res = run_python(build_program(problem, completion), timeout_s=timeout_s, memory_mb=memory_mb)
-        return ExecResult(problem.task_id, res.passed, "passed" if res.passed else (res.error or "failed"))
+        return run_problem(*pair, timeout_s=timeout_s, memory_mb=memory_mb)
 
     # Threads suffice: each one only waits on its own subprocess.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="humaneval-exec") as pool:

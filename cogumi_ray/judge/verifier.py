@@ -59,8 +59,7 @@ class VerifierJudge(Judge):
         return Judgment("pass" if passed else "fail", reason, self.name)
 
     def _execute(self, row: dict[str, Any], meta: dict[str, Any], answer: str) -> tuple[bool, str]:
-        from cogumi_ray.eval.humaneval import Problem, build_program
-        from cogumi_ray.sandbox import run_python
+        from cogumi_ray.eval.humaneval import Problem, run_problem
 
         problem = Problem(
             task_id=str(meta.get("task_id") or row.get("id")),
@@ -69,9 +68,10 @@ class VerifierJudge(Judge):
             canonical_solution="",
             test=meta["test"],
         )
-        res = run_python(build_program(problem, answer), timeout_s=self.cfg.sandbox_timeout_s,
-                         memory_mb=self.cfg.sandbox_memory_mb)
-        return res.passed, "tests passed" if res.passed else f"tests failed: {res.error}"
+        # The same run as HumanEval's eval path: pass needs the tests' own verdict, not exit 0.
+        res = run_problem(problem, answer, timeout_s=self.cfg.sandbox_timeout_s,
+                          memory_mb=self.cfg.sandbox_memory_mb)
+        return res.passed, "tests passed" if res.passed else f"tests failed: {res.reason}"
 
     def _suite(self, row: dict[str, Any], answer: str) -> tuple[bool, str]:
         from cogumi_ray.data.schema import Example

@@ -145,3 +145,95 @@ def test_missing_verifier_data_is_an_error():
         verify(bad, "Answer: 1")
     with pytest.raises(DataError, match="2 examples but 1 answers"):
         verify_many([bad, bad], ["1"])
+
+
+# Forgeries: each answer hunts for the verdict nonce the way a model could, prints every
+# candidate as a passing verdict, then leaves before the tests run. None may pass. (Not covered,
+# because no runner can stop it: code that shares the tests' interpreter can fake their outcome
+# from inside it, see cogumi_ray/sandbox/verdict.py.)
+_PRINT_AND_LEAVE = """
+for m in set(found):
+    for line in ('\\n' + m + '[true, "passed"]\\n', m + '[true, "all 1 tests passed"]\\n'):
+        sys.stdout.write(line)
+        sys.__stdout__.write(line)
+        sys.stderr.write(line)
+sys.stdout.flush()
+sys.__stdout__.flush()
+os._exit(0)
+"""
+FORGERIES = {
+    "reads /tmp/main.py": """
+import os, re, sys
+found = re.findall(r"@@[\\w-]+@@", open('/tmp/main.py').read()) + ['@@cogumi-verdict-0@@']
+""",
+    "__main__ globals": """
+import os, sys
+g = vars(sys.modules['__main__'])
+found = [v for v in list(g.values()) if isinstance(v, str) and '@@' in v]
+found += [str(g.get('MARK')), str(g.get('mark'))]
+""",
+    "walks frames and gc": """
+import gc, inspect, os, sys
+found = []
+frame = sys._getframe()
+while frame is not None:
+    for scope in (frame.f_locals, frame.f_globals):
+        found += [v for v in list(scope.values()) if isinstance(v, str) and '@@cogumi' in v]
+    frame = frame.f_back
+found += [f.frame.f_locals.get('mark', '') for f in inspect.stack()]
+found += [o for o in gc.get_objects() if isinstance(o, str) and o.startswith('@@cogumi-verdict-')]
+found = [f for f in found if f and len(f) < 80]
+""",
+    "reads its stdin and the parent's": """
+import os, sys
+found = [sys.stdin.read()]
+for path in ('/proc/%d/fd/0' % os.getppid(), '/proc/self/fd/0', '/dev/stdin'):
+    try:
+        found.append(open(path).read())
+    except OSError:
+        pass
+""",
+    "scans the parent's memory": """
+import os, re, sys
+found = []
+try:
+    maps = open('/proc/%d/maps' % os.getppid()).read().splitlines()
+    mem = open('/proc/%d/mem' % os.getppid(), 'rb')
+    for line in maps:
+        lo, hi = (int(x, 16) for x in line.split()[0].split('-'))
+        try:
+            mem.seek(lo)
+            found += [m.decode() for m in re.findall(rb'@@cogumi-verdict-[0-9a-f]+@@', mem.read(hi - lo))]
+        except (OSError, OverflowError, ValueError):
+            pass
+    sys.__stdout__ = open('/proc/%d/fd/1' % os.getppid(), 'w')
+except OSError:
+    pass
+""",
+    "writes the parent's stdout": """
+import os, sys
+found = ['@@cogumi-verdict-0@@']
+try:
+    sys.stdout = sys.__stdout__ = open('/proc/%d/fd/1' % os.getppid(), 'w')
+except OSError:
+    pass
+""",
+}
+
+
+@pytest.mark.parametrize("hunt", FORGERIES.values(), ids=FORGERIES.keys())
+def test_a_forged_verdict_never_passes(hunt):
+    e = _ex("code", entry_point="f", tests="assert f() == 1")
+    v = verify(e, hunt + _PRINT_AND_LEAVE)
+    assert not v.passed, v.reason
+    assert v.reason.startswith("exited before the tests finished"), v.reason
+
+
+@pytest.mark.parametrize("exit_", ["import os\nos._exit(0)", "import sys\nsys.exit(0)",
+                                   "raise SystemExit", "import sys\nsys.exit()"])
+def test_exiting_before_the_tests_fails(exit_):
+    e = _ex("code", entry_point="f", tests="assert f() == 1")
+    v = verify(e, f"def f():\n    return 1\n{exit_}\n")
+    assert not v.passed and ("SystemExit" in v.reason or "exited before" in v.reason), v.reason
+    assert verify(e, "import os, sys\ndef f():\n    print('chatty', file=sys.stderr)\n"
+                     "    print('chatty')\n    return 1\n").passed  # output never hurts

@@ -60,12 +60,42 @@ def test_chat_style_answers_are_accepted(sample):
 
 def test_build_program_shape(sample):
     p = sample[0]
-    prog = build_program(p, "    return 1\n")
-    assert prog.startswith(p.prompt + "    return 1\n")
-    assert prog.rstrip().endswith(f"check({p.entry_point})")
+    code, tests = build_program(p, "    return 1\n")
+    assert code == p.prompt + "    return 1\n"
+    assert tests.startswith(p.test) and tests.rstrip().endswith(f"check({p.entry_point})")
     assert extract_code("no fences here") == "no fences here"
     assert extract_code("a\n```py\nx = 1\n```\nb\n```python\ny\n```") == "x = 1\n"
     assert extract_code("```python\nunterminated = True\n") == "unterminated = True\n"
+
+
+EXITS = {  # each ends the script with status 0 (or a caught SystemExit) before check() runs
+    "os._exit": "    import os\n    os._exit(0)\n",
+    "sys.exit": "    import sys\n    sys.exit(0)\n",
+    "SystemExit": "    raise SystemExit(0)\n",
+    "module-level exit": "```python\nimport os\nos._exit(0)\n```",
+    "exit in a finaliser": "```python\nimport atexit, os\natexit.register(os._exit, 0)\n"
+                           "def {entry}(*a):\n    raise SystemExit(0)\n```",
+}
+
+
+@pytest.mark.parametrize("completion", EXITS.values(), ids=EXITS.keys())
+def test_exiting_early_with_status_0_fails(sample, completion):
+    p = sample[0]
+    [r] = execute([p], [completion.replace("{entry}", p.entry_point)])
+    assert not r.passed, r.reason
+    assert "SystemExit" in r.reason or "exited before the tests finished" in r.reason
+
+
+def test_a_printed_verdict_is_not_a_pass(sample):
+    """Output is never a verdict: the answer's stdout is not the channel the verdict comes on."""
+    p = sample[0]
+    forged = ("```python\nimport re, sys, os\nsrc = open('/tmp/main.py').read()\n"
+              "print(src)\nfor m in re.findall(r'@@[\\w-]+@@', src):\n"
+              "    sys.__stdout__.write('\\n' + m + '[true, \"passed\"]\\n')\n"
+              "sys.__stdout__.write('\\n@@cogumi-verdict-0@@[true, \"passed\"]\\n')\n"
+              "sys.__stdout__.flush()\nos._exit(0)\n```")
+    [r] = execute([p], [forged])
+    assert not r.passed and "exited before the tests finished" in r.reason
 
 
 def test_infinite_loop_times_out(sample):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -147,45 +146,17 @@ def extract_code(answer: str) -> str:
     return m.group(1) if m else answer
 
 
-# Runs inside the sandbox, one jail per answer (answers never share an interpreter, so one that
-# patches a module cannot make another pass). The verdict line comes after the tests, behind a
-# per-answer marker: an answer that exits early (os._exit(0) before the tests) does not pass.
-# A deliberately adversarial answer can still fake its own pass (print the marker, or return an
-# object equal to anything); the jail protects the host and the other answers, not the score.
-_RUNNER = r'''
-import json, sys, traceback
-CODE, TESTS, MARK = json.loads(%r)
-def _describe(e):
-    for fr in reversed(traceback.extract_tb(e.__traceback__)):
-        if fr.filename == "tests.py" and isinstance(e, AssertionError):
-            return "failed: " + TESTS.splitlines()[fr.lineno - 1].strip()
-    return (type(e).__name__ + ": " + str(e)).strip().rstrip(":")[:300]
-g = {"__name__": "__answer__"}
-try:
-    exec(compile(CODE, "answer.py", "exec"), g)
-    exec(compile(TESTS, "tests.py", "exec"), g)
-    verdict = [True, "all %%d tests passed" %% len(TESTS.splitlines())]
-except BaseException as e:
-    verdict = [False, _describe(e)]
-sys.__stdout__.write("\n" + MARK + json.dumps(verdict) + "\n")
-'''
-
-
 def _code(ex: Example, answer: str, per_item_s: float = 3.0) -> Verdict:
-    from cogumi_ray.sandbox import run_python
+    # One jail per answer (answers never share an interpreter, so one that patches a module
+    # cannot make another pass); the verdict comes from run_tests, which an answer that exits
+    # early or prints a forged verdict line cannot fake (see cogumi_ray/sandbox/verdict.py).
+    from cogumi_ray.sandbox.verdict import run_tests
 
-    mark = f"@@cogumi-verdict-{secrets.token_hex(8)}@@"
-    payload = json.dumps([extract_code(answer), str(ex.metadata["tests"]), mark])
-    r = run_python(_RUNNER % payload, timeout_s=per_item_s)
-    at = r.stdout.rfind(mark)
-    if at >= 0:
-        try:
-            ok, reason = json.loads(r.stdout[at + len(mark):].strip().splitlines()[0])
-            return Verdict(bool(ok) and r.passed, str(reason) if r.passed or not ok
-                           else f"sandbox: {r.error}")
-        except (json.JSONDecodeError, IndexError, ValueError, TypeError):
-            pass
-    return Verdict(False, f"sandbox: {r.error or 'exited before the tests finished'}")
+    tests = str(ex.metadata["tests"])
+    v = run_tests(extract_code(answer), tests, timeout_s=per_item_s)
+    if v.passed:
+        return Verdict(True, f"all {len(tests.splitlines())} tests passed")
+    return Verdict(False, v.reason)
 
 
 # Dispatch -------------------------------------------------------------------------------------
