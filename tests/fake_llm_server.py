@@ -10,7 +10,8 @@ Markers in the text under test script the real-world trouble:
 - `[[flip]]` (pairwise): always prefers whichever answer is shown first (position bias);
 - `[[batch-error]]`: the request errors inside a provider batch.
 `always_fail` makes every completion request fail with that status; `delay_s` slows each one.
-Counters record every request by route, so tests can assert that a cached re-run sends nothing.
+Counters record every request by route, so tests can assert that a cached re-run sends nothing;
+`seen` keeps (route, headers, body) of each Anthropic request, for tests of the wire format.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class FakeLLMServer:
         self.always_fail: int | None = None
         self.delay_s = 0.0  # added to every completion (a slow API)
         self.counts: Counter[str] = Counter()
+        self.seen: list[tuple[str, dict[str, str], Any]] = []
         self.attempts: Counter[str] = Counter()
         self.batches: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}
@@ -160,6 +162,7 @@ class FakeLLMServer:
     async def messages(self, request: web.Request) -> web.Response:
         self.counts["messages"] += 1
         body = await request.json()
+        self.seen.append(("messages", dict(request.headers), body))
         bad = self._check_key(request) or await self._fault(body)
         return bad or web.json_response(self._message(body))
 
@@ -182,6 +185,7 @@ class FakeLLMServer:
         if bad := self._check_key(request):
             return bad
         body = await request.json()
+        self.seen.append(("anthropic_batch_create", dict(request.headers), body))
         bid = f"msgbatch_{uuid.uuid4().hex[:16]}"
         self.batches[bid] = {"requests": body["requests"], "polls": 0}
         return web.json_response(self._anthropic_batch(bid))

@@ -86,8 +86,15 @@ class JudgeConfig(StrictModel):
     )
     max_tokens: int = Field(512, ge=16, description="Max tokens of one judge reply.")
     temperature: float = Field(
-        0.0, ge=0, le=2, description="Judge sampling temperature (OpenAI/compatible judges; "
-        "Anthropic's Messages API 2026-10-21 takes none, so setting one for it is an error)."
+        0.0, ge=0, le=2, description="Judge sampling temperature. Anthropic: sent only where the "
+        "API version in effect takes it (before 2026-10-21, see anthropic_version); setting a "
+        "non-zero one for a version that rejects it is an error."
+    )
+    anthropic_version: str | None = Field(
+        None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Anthropic judges and teachers: the `anthropic-version` API header; None = the "
+        "SDK's default (2023-06-01 for anthropic 1.x, 2026-10-21 for 2.x). Versions before "
+        "2026-10-21 take a temperature; 2026-10-21 rejects any sampling parameter.",
     )
     structured_output: Literal["off", "json_schema", "json_object"] = Field(
         "off",

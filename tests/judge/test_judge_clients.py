@@ -245,14 +245,69 @@ def test_qps_limit_comes_from_config_or_the_actor_share(server):
     assert make_client(make_cfg(server, "openai")).bucket is None
 
 
-def test_anthropic_takes_no_temperature_and_says_so(server):
+def _anthropic_sdk_major() -> int:
+    import anthropic
+
+    return int(anthropic.__version__.split(".")[0])
+
+
+def _sent(server: FakeLLMServer, route: str) -> tuple[dict[str, str], dict]:
+    headers, body = next((h, b) for r, h, b in reversed(server.seen) if r == route)
+    return {k.lower(): v for k, v in headers.items()}, body
+
+
+def test_anthropic_sends_temperature_where_the_api_version_takes_it(server):
+    cfg = make_cfg(server, "anthropic", anthropic_version="2023-06-01", temperature=0.7)
+    anth = make_client(cfg)
+    (res,) = anth.complete_many([ChatRequest("s", (("user", "u"),), 100, 0.7)])
+    assert res.error is None
+    headers, body = _sent(server, "messages")
+    assert headers["anthropic-version"] == "2023-06-01" and body["temperature"] == 0.7
+    r0, r1 = (ChatRequest("s", (("user", "u"),), 100, t) for t in (0.0, 0.9))
+    assert anth.key(r0) != anth.key(r1)  # sent, so keyed
+    # the batch API gets it in each request's params too
+    batch = make_client(make_cfg(server, "anthropic", anthropic_version="2023-06-01",
+                                 temperature=0.7, batch=True))
+    (res,) = batch.complete_many([ChatRequest("s", (("user", "v"),), 100, 0.7)])
+    assert res.error is None
+    headers, body = _sent(server, "anthropic_batch_create")
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert body["requests"][0]["params"]["temperature"] == 0.7
+
+
+@pytest.mark.skipif(_anthropic_sdk_major() < 2, reason="the SDK default takes temperature before 2.x")
+def test_anthropic_sdk_2_default_version_gets_no_temperature(server):
+    anth = make_client(make_cfg(server, "anthropic"))
+    (res,) = anth.complete_many([ChatRequest("s", (("user", "u"),), 100, 0.0)])
+    assert res.error is None
+    headers, body = _sent(server, "messages")
+    assert headers["anthropic-version"] == "2026-10-21" and "temperature" not in body
+    r0, r1 = (ChatRequest("s", (("user", "u"),), 100, t) for t in (0.0, 0.9))
+    assert anth.key(r0) == anth.key(r1)  # never sent, so never keyed
+
+
+def test_anthropic_temperature_the_version_rejects_is_a_config_error(server):
     from cogumi_ray.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="rejects sampling parameters"):
-        make_client(make_cfg(server, "anthropic", temperature=0.7))
-    anth = make_client(make_cfg(server, "anthropic"))
-    r0 = ChatRequest("s", (("user", "u"),), 100, 0.0)
-    r1 = ChatRequest("s", (("user", "u"),), 100, 0.9)
-    assert anth.key(r0) == anth.key(r1)  # never sent, so never keyed
+    with pytest.raises(ConfigError, match="rejects sampling parameters.*anthropic_version: 2023-06-01"):
+        make_client(make_cfg(server, "anthropic", anthropic_version="2026-10-21", temperature=0.7))
+    if _anthropic_sdk_major() >= 2:
+        with pytest.raises(ConfigError, match="SDK 2[.0-9]+ default"):
+            make_client(make_cfg(server, "anthropic", temperature=0.7))
+    make_client(make_cfg(server, "anthropic", anthropic_version="2026-10-21", temperature=0.0))
     oai = make_client(make_cfg(server, "openai"))
+    r0, r1 = (ChatRequest("s", (("user", "u"),), 100, t) for t in (0.0, 0.9))
     assert oai.key(r0) != oai.key(r1) and oai._params(r1)["temperature"] == 0.9
+
+
+@pytest.mark.parametrize("sdk_version, override, expected", [
+    ("0.60.0", None, "2023-06-01"), ("1.9.2", None, "2023-06-01"),  # pre-2.0 SDKs send 2023-06-01
+    ("1.9.2", "2026-10-21", "2026-10-21"), ("2.17.0", "2023-06-01", "2023-06-01"),
+])
+def test_anthropic_api_version_in_effect(sdk_version, override, expected):
+    from types import SimpleNamespace
+
+    from cogumi_ray.judge.clients.anthropic_client import api_version
+
+    assert api_version(SimpleNamespace(__version__=sdk_version, __name__="anthropic"),
+                       override) == expected

@@ -4,6 +4,8 @@ backoff, QPS and attempt counts follow judge config."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from typing import Any, Literal
 
@@ -31,26 +33,52 @@ def _retry_after(exc: Any) -> float | None:
         return None
 
 
-class AnthropicClient(JudgeClient):
-    # API version 2026-10-21 (SDK 2.x) removed temperature/top_p/top_k: sending one is a 400.
-    sends_temperature = False
+# The Messages API dropped sampling parameters in version 2026-10-21 (the anthropic SDK 2.x
+# default): temperature, top_p or top_k there is a 400, even at 1.0. Older versions take them;
+# SDKs before 2.0 send 2023-06-01 and have no version constant to read.
+NO_SAMPLING_SINCE = "2026-10-21"
+LEGACY_VERSION = "2023-06-01"
 
+
+def api_version(sdk: Any, override: str | None) -> str:
+    """The `anthropic-version` a client of this SDK sends: the config's, else the SDK's default."""
+    if override:
+        return override
+    if int(str(sdk.__version__).split(".")[0]) < 2:
+        return LEGACY_VERSION
+    constants = importlib.import_module(f"{sdk.__name__}._constants")
+    return str(getattr(constants, "ANTHROPIC_API_VERSION", NO_SAMPLING_SINCE))
+
+
+class AnthropicClient(JudgeClient):
     def __init__(self, cfg: JudgeConfig, cache: JudgeCache | None = None, qps: float | None = None):
         import anthropic
 
-        if "temperature" in cfg.model_fields_set and cfg.temperature != 0.0:
+        self.api_version = api_version(anthropic, cfg.anthropic_version)
+        # ISO dates compare as strings; the base class keys the cache on temperature only if sent.
+        self.sends_temperature = self.api_version < NO_SAMPLING_SINCE
+        if not self.sends_temperature and "temperature" in cfg.model_fields_set \
+                and cfg.temperature != 0.0:
             raise ConfigError(
-                f"temperature={cfg.temperature} cannot be sent to Anthropic: the Messages API "
-                "(version 2026-10-21, anthropic SDK 2.x) rejects sampling parameters. Remove the "
-                "temperature setting for Anthropic judges and teachers."
+                f"temperature={cfg.temperature} cannot be sent to Anthropic: Messages API version "
+                f"{self.api_version} (anthropic SDK {anthropic.__version__}"
+                f"{'' if cfg.anthropic_version else ' default'}) rejects sampling parameters. To "
+                f"resolve: set judge.anthropic_version: {LEGACY_VERSION} (a version that takes "
+                "temperature; an Anthropic distill teacher uses it too), or remove the temperature "
+                "setting."
             )
         super().__init__(cfg, cache, qps)
         self._sdk = anthropic
+        # SDK 2.x's create() has no temperature argument: then it travels in extra_body.
+        self._temperature_arg = "temperature" in inspect.signature(
+            anthropic.resources.messages.Messages.create).parameters
         self.client = anthropic.Anthropic(
             api_key=api_key_from_env(cfg.key_env, cfg.judge),
             base_url=cfg.base_url,
             timeout=cfg.timeout_s,
             max_retries=0,
+            default_headers={"anthropic-version": cfg.anthropic_version}
+            if cfg.anthropic_version else None,
         )
 
     def _params(self, req: ChatRequest) -> dict[str, Any]:
@@ -60,6 +88,8 @@ class AnthropicClient(JudgeClient):
             "system": req.system,
             "messages": [{"role": role, "content": text} for role, text in req.messages],
         }
+        if self.sends_temperature:
+            params["temperature"] = req.temperature
         if req.schema is not None and self.cfg.structured_output != "off":
             params["output_config"] = {
                 "format": {"type": "json_schema", "schema": json.loads(req.schema)}
@@ -72,7 +102,10 @@ class AnthropicClient(JudgeClient):
         return Reply(text, message.usage.input_tokens, message.usage.output_tokens)
 
     def _send(self, req: ChatRequest) -> Reply:
-        return self._reply(self.client.messages.create(**self._params(req)))
+        params = self._params(req)
+        if "temperature" in params and not self._temperature_arg:
+            params["extra_body"] = {"temperature": params.pop("temperature")}
+        return self._reply(self.client.messages.create(**params))
 
     def _classify(self, exc: Exception) -> Failure:
         sdk = self._sdk
