@@ -11,7 +11,8 @@ The design (the script `_RUNNER`, which holds no secret):
 - The host draws a nonce per run and passes it on the script's stdin, a pipe (run_python's
   `stdin`); no file holds it.
 - The script first makes itself non-dumpable (prctl), so no other process of the jail can open
-  its /proc/<pid>/fd or /proc/<pid>/mem, then forks *before* reading stdin.
+  its /proc/<pid>/fd or /proc/<pid>/mem (under the weak guard run as root, CAP_SYS_PTRACE still
+  can), then forks *before* reading stdin.
 - The child, which never had the nonce in memory, points its stdin at /dev/null and its stdout at
   stderr, then runs answer + tests and sends [passed, reason] up a private pipe.
 - The parent reads the nonce, waits for the child, and alone writes the verdict, behind the

@@ -237,3 +237,11 @@ def test_exiting_before_the_tests_fails(exit_):
     assert not v.passed and ("SystemExit" in v.reason or "exited before" in v.reason), v.reason
     assert verify(e, "import os, sys\ndef f():\n    print('chatty', file=sys.stderr)\n"
                      "    print('chatty')\n    return 1\n").passed  # output never hurts
+
+
+def test_the_weak_guard_gives_the_same_verdicts(monkeypatch):
+    monkeypatch.setenv("COGUMI_SANDBOX_ISOLATION", "weak")
+    e = _ex("code", entry_point="f", tests="assert f() == 1")
+    answers = ["def f():\n    return 1", "def f():\n    return 1\nimport os\nos._exit(0)",
+               "def f():\n    return 2"]
+    assert [v.passed for v in verify_many([e] * 3, answers)] == [True, False, False]
