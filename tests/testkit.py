@@ -96,3 +96,26 @@ def running_app(cfg: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{cfg.port}/v1"
     finally:
         serve.shutdown()
+
+
+_LOOP: list[Any] = []  # one event loop thread for the test's own handle calls
+
+
+def generator_stats(app: str) -> dict[str, Any]:
+    """The Generator replica's counters, asked from inside an event loop as replicas ask (under
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a handle refuses to work outside one, and it stays bound to
+    the loop it was first used in)."""
+    import asyncio
+    import threading
+
+    from ray import serve
+
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+        threading.Thread(target=_LOOP[0].run_forever, daemon=True).start()
+
+    async def ask() -> dict[str, Any]:
+        handle = serve.get_deployment_handle("Generator", app_name=app)
+        return await asyncio.wait_for(handle.stats.remote(), 30)
+
+    return asyncio.run_coroutine_threadsafe(ask(), _LOOP[0]).result(timeout=60)

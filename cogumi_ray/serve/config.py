@@ -71,12 +71,22 @@ class DeploymentConfig(StrictModel):
     max_ongoing_requests: int = Field(
         16, ge=1, description="Requests one replica accepts at once; more wait in the caller's queue."
     )
+    graceful_shutdown_timeout_s: float = Field(
+        60.0, ge=0, description="A stopping replica (scale-down, redeploy, `serve shutdown`) takes "
+        "no new requests and waits this long for the ones in flight before it is killed: long "
+        "enough for a max_tokens generation on CPU."
+    )
+    graceful_shutdown_wait_loop_s: float = Field(
+        1.0, gt=0, description="How often a draining replica checks for requests still in flight."
+    )
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for `Deployment.options(...)`."""
         out: dict[str, Any] = {
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
             "max_ongoing_requests": self.max_ongoing_requests,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+            "graceful_shutdown_wait_loop_s": self.graceful_shutdown_wait_loop_s,
         }
         if self.autoscaling is not None:
             out["autoscaling_config"] = self.autoscaling.model_dump()

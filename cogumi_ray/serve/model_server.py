@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
@@ -53,9 +54,22 @@ class ModelServer:
             threads = max(1, int(cfg.generator.num_cpus))
             cfg.llama_cpp = cfg.llama_cpp.model_copy(update={"n_threads": threads})
         self.backend = make_generator(cfg)
+        # Adapter loads (a multiplexer miss): per request would mean the swap is not working.
+        self._loads_metric = metrics.Counter(
+            "cogumi_adapter_loads", description="LoRA adapters loaded into a Generator replica.",
+            tag_keys=("adapter",))
+        self._load_seconds = metrics.Histogram(
+            "cogumi_adapter_load_seconds", description="Time to load one LoRA adapter.",
+            boundaries=[0.001, 0.005, 0.02, 0.1, 0.5, 2.0], tag_keys=("adapter",))
+        self._loads: dict[str, int] = {}
+        self._in_flight = 0  # generate/stream calls running now
 
         async def hold(name: str) -> _Held:
+            t0 = time.perf_counter()
             await asyncio.to_thread(self.backend.load_adapter, name)
+            self._loads[name] = self._loads.get(name, 0) + 1
+            self._loads_metric.inc(tags={"adapter": name})
+            self._load_seconds.observe(time.perf_counter() - t0, tags={"adapter": name})
             return _Held(self.backend, name)
 
         # Wired here, not as a decorated method, because N comes from the config.
@@ -78,14 +92,27 @@ class ModelServer:
         return name
 
     async def generate(self, request: GenerationRequest) -> list[GenResult]:
-        adapter = await self._adapter()
-        return [
-            await asyncio.to_thread(self.backend.generate, request.prompt,
-                                    choice_params(request.params, i), adapter)
-            for i in range(request.n)
-        ]
+        self._in_flight += 1
+        try:
+            adapter = await self._adapter()
+            return [
+                await asyncio.to_thread(self.backend.generate, request.prompt,
+                                        choice_params(request.params, i), adapter)
+                for i in range(request.n)
+            ]
+        finally:
+            self._in_flight -= 1
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
+        self._in_flight += 1
+        try:
+            async with aclosing(self._stream(request)) as pieces:  # a hang-up closes it now
+                async for piece in pieces:
+                    yield piece
+        finally:
+            self._in_flight -= 1
+
+    async def _stream(self, request: GenerationRequest) -> AsyncIterator[Piece]:
         adapter = await self._adapter()
         sent = 0
         try:
@@ -112,7 +139,8 @@ class ModelServer:
     async def stats(self) -> dict[str, Any]:
         """This replica's counters (tests and operators reach it with a deployment handle)."""
         return {"cancelled_generations": self._cancelled,
-                "cancelled_after_pieces": list(self._cancelled_pieces)}
+                "cancelled_after_pieces": list(self._cancelled_pieces),
+                "adapter_loads": dict(self._loads), "in_flight": self._in_flight}
 
     def __del__(self) -> None:  # Serve calls it when the replica stops
         backend = getattr(self, "backend", None)

@@ -7,7 +7,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from testkit import running_app
+from testkit import generator_stats, running_app
 
 from cogumi_ray.generate.config import GenParams, LlamaCppEngineConfig
 from cogumi_ray.serve.config import DeploymentConfig, LimitsConfig, RateLimitConfig, ServeConfig
@@ -95,6 +95,23 @@ def test_chat_routes_by_name(client, expected, model, option):
     assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (
         want.prompt_tokens, want.completion_tokens)
     assert resp.model == ("tiny-sft" if option == "base" else f"cogumi:{option}")
+
+
+def test_an_adapter_is_loaded_once_and_switched_per_request(client, cfg):
+    """One adapter slot per replica: alternating modifiers loads each time (Serve's LRU evicts
+    the other), the same modifier again loads nothing (the base is never reloaded either)."""
+    def loads() -> int:
+        return sum(generator_stats(cfg.app_name)["adapter_loads"].values())
+
+    _chat(client, "cogumi:code")
+    before = loads()
+    for model in ("cogumi:math", "cogumi:code", "cogumi:math"):
+        _chat(client, model)
+    switched = loads()
+    assert switched - before == 3
+    for _ in range(3):
+        _chat(client, "cogumi:math")
+    assert loads() == switched
 
 
 def test_chat_stream(client, expected):

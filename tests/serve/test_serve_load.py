@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from test_serve_app import KEY, MAX_TOKENS, QUESTION, _config, _free_port
-from testkit import running_app
+from testkit import generator_stats, running_app
 
 from cogumi_ray.generate.config import GenParams, LlamaCppEngineConfig
 from cogumi_ray.serve.config import DeploymentConfig, LimitsConfig, RateLimitConfig, ServeConfig
@@ -74,29 +74,6 @@ def _generator_replicas(app: str) -> dict[str, int]:
             if a.get("ActorClassName") == name and a.get("State") == "ALIVE"}
 
 
-_LOOP: list[Any] = []  # one event loop thread for the test's own handle calls
-
-
-def _generator_stats(app: str) -> dict[str, Any]:
-    """The Generator replica's counters, asked from inside an event loop as replicas ask (under
-    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a handle refuses to work outside one, and it stays bound to
-    the loop it was first used in)."""
-    import asyncio
-    import threading
-
-    from ray import serve
-
-    if not _LOOP:
-        _LOOP.append(asyncio.new_event_loop())
-        threading.Thread(target=_LOOP[0].run_forever, daemon=True).start()
-
-    async def ask() -> dict[str, Any]:
-        handle = serve.get_deployment_handle("Generator", app_name=app)
-        return await asyncio.wait_for(handle.stats.remote(), 30)
-
-    return asyncio.run_coroutine_threadsafe(ask(), _LOOP[0]).result(timeout=60)
-
-
 @pytest.mark.slow  # the three together: ~2 min on the shared 2-core box
 def test_100_concurrent_chats(base_url, expected):
     """100 requests at once over three options (one adapter slot, so adapters swap under load):
@@ -146,7 +123,7 @@ def test_client_disconnect_stops_generation(long_app):
     full = client.completions.create(**request)  # what an uninterrupted stream decodes
     assert full.choices[0].finish_reason == "length"
     assert full.usage.completion_tokens == LONG_TOKENS
-    before = _generator_stats(long_cfg.app_name)["cancelled_generations"]
+    before = generator_stats(long_cfg.app_name)["cancelled_generations"]
 
     stream = client.completions.create(**request, stream=True)
     for i, _ in enumerate(stream):
@@ -155,10 +132,10 @@ def test_client_disconnect_stops_generation(long_app):
     stream.close()  # hang up: the HTTP connection closes mid-stream
 
     deadline = time.monotonic() + 20
-    stats = _generator_stats(long_cfg.app_name)
+    stats = generator_stats(long_cfg.app_name)
     while stats["cancelled_generations"] == before and time.monotonic() < deadline:
         time.sleep(0.1)
-        stats = _generator_stats(long_cfg.app_name)
+        stats = generator_stats(long_cfg.app_name)
     assert stats["cancelled_generations"] == before + 1, stats
     sent = stats["cancelled_after_pieces"][-1]
     assert 3 <= sent < LONG_TOKENS // 2, stats  # stopped near where the client left, not at 1000
@@ -247,3 +224,34 @@ def test_unwrap_maps_a_dead_replica_to_503():
     assert err.headers == {"retry-after": "1"}
     other = RuntimeError("a bug")
     assert unwrap(other) is other  # anything else stays itself (the ingress makes it a 500)
+
+
+@pytest.mark.slow
+def test_deleting_the_app_drains_requests_in_flight(base_url, cfg, long_app):
+    """`serve.delete` (as `serve shutdown` or a redeploy) while a long generation runs: the
+    replicas stop taking requests but finish the one in flight (graceful_shutdown_timeout_s)."""
+    from ray import serve
+
+    from cogumi_ray.serve.app import build_app
+
+    long_cfg, _ = long_app
+    # a third app beside the other two on 2 CPUs: it reserves none (llama.cpp on one thread)
+    free = DeploymentConfig(num_cpus=0)
+    drain_cfg = long_cfg.model_copy(update={"app_name": "cogumi-drain", "route_prefix": "/drain",
+                                            "generator": free, "router": free, "ingress": free})
+    serve.run(build_app(drain_cfg), name=drain_cfg.app_name, route_prefix=drain_cfg.route_prefix)
+    url = base_url.removesuffix("/v1") + "/drain/v1"
+    client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=120)
+    request = {"model": "cogumi", "prompt": "def add", "max_tokens": LONG_TOKENS, "temperature": 0}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(client.completions.create, **request)
+        deadline = time.monotonic() + 30
+        while not generator_stats(drain_cfg.app_name).get("in_flight") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        serve.delete(drain_cfg.app_name)  # returns once every replica has stopped
+        deleted_after = time.monotonic() - t0
+        done = answer.result(timeout=120)
+    assert done.choices[0].finish_reason == "length"
+    assert done.usage.completion_tokens == LONG_TOKENS
+    assert answer.done() and deleted_after > 0

@@ -128,6 +128,7 @@ def test_config(tmp_path, monkeypatch):
             ServeConfig.model_validate(bad)
     opts = ServeConfig().generator.options()
     assert opts["num_replicas"] == 1 and opts["ray_actor_options"]["num_cpus"] == 1.0
+    assert opts["graceful_shutdown_timeout_s"] == 60.0  # in-flight requests drain on shutdown
     scaled = ServeConfig.model_validate({"generator": {"autoscaling": {"max_replicas": 4}}})
     assert "num_replicas" not in scaled.generator.options()
     assert scaled.generator.options()["autoscaling_config"]["max_replicas"] == 4
