@@ -11,7 +11,8 @@ from cogumi_ray.train.config import EarlyStoppingConfig, TrainConfig
 
 
 def _default_recovery() -> TrainConfig:
-    # A short continuation on the hardest rows: few steps, lower lr, no eval (masks are the point).
+    # A short continuation: the hardest rows once, then max_steps over replay rows; lower lr, no
+    # eval (masks are the point).
     return TrainConfig(
         max_steps=60, learning_rate=5e-4, warmup_ratio=0.1, eval_steps=60, save_steps=60,
         logging_steps=10, early_stopping=EarlyStoppingConfig(enabled=False), prompt_loss=False,
@@ -44,8 +45,9 @@ class PruneConfig(StrictModel):
     recover: bool = Field(True, description="Recovery fine-tuning with the masks held fixed.")
     recovery: TrainConfig = Field(default_factory=_default_recovery)
     replay_rows: int = Field(
-        2000, ge=0, description="Curated train rows mixed into recovery after the hardest rows "
-        "(distill's failure corrections), so recovery does not only learn the failures.",
+        2000, ge=0, description="Curated train rows that recovery trains on (recovery.max_steps, "
+        "shuffled) after one pass over the hardest rows (distill's failure corrections), so "
+        "recovery does not only learn the failures.",
     )
 
     @field_validator("mask_structure")

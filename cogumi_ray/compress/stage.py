@@ -53,20 +53,22 @@ def _write_examples(rows: list[dict[str, Any]], path: str) -> str:
     return path
 
 
-def recovery_rows(cfg: CogumiConfig, inputs: dict[str, str]) -> list[dict[str, Any]]:
-    """The hardest rows first (distill's corrections of the judge's failures), then replay."""
+def recovery_rows(cfg: CogumiConfig, inputs: dict[str, str]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(hardest rows: distill's corrections of the judge's failures, replay rows)."""
     from cogumi_ray.eval.stage import read_examples
 
     hard = [e.to_row() for e in read_examples(inputs["hard"])] if inputs.get("hard") and \
         storage.exists(inputs["hard"]) else []
     replay = _sample_rows(inputs["train"], cfg.compress.prune.replay_rows, cfg.run.seed)
-    return hard + replay
+    return hard, replay
 
 
 def recover(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], pruned: str,
             out: str) -> tuple[str, dict[str, Any]]:
     """Fine-tune the pruned model through the training stage's Ray Train SFT with its masks held
-    fixed; proves afterwards that every pruned weight is still zero."""
+    fixed, the hardest rows streamed first (then shuffled replay passes); proves afterwards that
+    every pruned weight is still zero."""
     from cogumi_ray.compress.masks import keep_masks_callback, masks_of, violations
     from cogumi_ray.models.load import load_model_and_tokenizer
     from cogumi_ray.train.base_stage import checkpoint_root
@@ -74,12 +76,15 @@ def recover(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], pruned: 
     from cogumi_ray.train.trainer import SFTJob, run_sft
 
     rc = cfg.compress.prune.recovery
-    rows = recovery_rows(cfg, inputs)
-    data = _write_examples(rows, storage.join(out, "recovery.parquet"))
+    hard, replay = recovery_rows(cfg, inputs)
+    # Without replay rows the hard rows are the whole run (plain shuffled passes).
+    first = _write_examples(hard, storage.join(out, "recovery-hard.parquet")) \
+        if hard and replay else None
+    data = _write_examples(replay or hard, storage.join(out, "recovery.parquet"))
     result = run_sft(SFTJob(
         name=f"{STAGE}_recovery", model_path=pruned, train_path=data, val_path=None, cfg=rc,
         storage_path=checkpoint_root(rc.storage_path, out), resume=ctx.resume,
-        callbacks=(keep_masks_callback,)))
+        callbacks=(keep_masks_callback,), first_path=first))
     recovered = export_checkpoint(result.checkpoint, storage.join(out, "recovered"))
     before, _ = load_model_and_tokenizer(pruned, dtype="float32")
     after, _ = load_model_and_tokenizer(recovered, dtype="float32")
@@ -87,7 +92,9 @@ def recover(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str], pruned: 
     bad = violations(after, masks)
     if bad:
         raise ModelError(f"recovery broke the pruning masks: {bad} pruned weights are non-zero")
-    metrics = {"recovery_rows": len(rows), "recovery_steps": result.metrics.get("steps"),
+    metrics = {"recovery_rows": len(hard) + len(replay), "recovery_hard_rows": len(hard),
+               "recovery_first_steps": result.metrics.get("curriculum_steps"),
+               "recovery_steps": result.metrics.get("steps"),
                "recovery_train_loss": result.metrics.get("train_loss"),
                "recovery_mask_violations": bad, "recovery_masked_tensors": len(masks)}
     return recovered, metrics

@@ -40,6 +40,9 @@ class SFTJob:
     domain: str | None = None  # keep only this domain's examples
     resume: bool = False
     min_rows: int = 1  # fewer training rows (after the domain filter) is an error
+    # Rows streamed once before the passes over train_path (compress recovery: the judge's
+    # failures first); like a curriculum warm-up, their steps come on top of the epochs.
+    first_path: str | list[str] | None = None
     # Test and benchmark hooks: factories of extra HF TrainerCallbacks, built in each worker.
     callbacks: tuple[Callable[[], Any], ...] = field(default_factory=tuple)
 
@@ -186,9 +189,12 @@ def train_loop(config: dict[str, Any]) -> None:
     backend = get_backend(cfg.backend)
     model, tok = backend.load(config["model_path"], cfg, lora)
     batches = pad_collate(tok.pad_token_id)
+    # An ordered stream is shuffled part by part already; a local shuffle buffer would blur
+    # the head into the first pass (8 batches deep).
+    shuffle_rows = None if config.get("ordered") else cfg.per_device_batch_size * 8
     train = ray.train.get_dataset_shard("train").iter_torch_batches(
         batch_size=cfg.per_device_batch_size, collate_fn=batches,
-        local_shuffle_buffer_size=cfg.per_device_batch_size * 8, local_shuffle_seed=cfg.seed,
+        local_shuffle_buffer_size=shuffle_rows, local_shuffle_seed=cfg.seed,
     )
     val = (
         ray.train.get_dataset_shard("val").iter_torch_batches(
@@ -250,9 +256,10 @@ def _final(result: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def with_curriculum(job: SFTJob, train_ds: Any, max_steps: int, per_epoch: int,
-                 kw: dict[str, Any]) -> Any:
-    """The run's whole stream in order: `curriculum.steps` steps of the curriculum's rows, then as many
-    shuffled passes over `train_ds` as the steps need.
+                    kw: dict[str, Any]) -> tuple[Any, int]:
+    """The run's whole stream in order, and the optimizer steps its head takes. The head is
+    `curriculum.steps` steps of the curriculum's rows, or `job.first_path`'s rows once (in their
+    own shuffled order); then come as many shuffled passes over `train_ds` as the steps need.
 
     Spelled out as one pass because the HF Trainer re-reads its dataset every epoch: with the
     warm-up inside each epoch, a second epoch would warm up again.
@@ -262,15 +269,28 @@ def with_curriculum(job: SFTJob, train_ds: Any, max_steps: int, per_epoch: int,
     cfg = job.cfg
     warm = cfg.curriculum
     per_step = cfg.per_device_batch_size * cfg.grad_accum_steps * cfg.num_workers
-    selected = build_dataset(job.train_path, job.model_path, seed=cfg.seed + 1,
-                             prompt_loss=cfg.prompt_loss, only=warm, **kw)
+    if job.first_path is not None:
+        if warm.steps:
+            raise TrainError("a job with first rows (first_path) takes no train.curriculum: "
+                             "both would be the head of the stream")
+        head = build_dataset(job.first_path, job.model_path, seed=cfg.seed + 1,
+                             prompt_loss=cfg.prompt_loss, **kw)
+        steps, what = math.ceil(head.count() / per_step), f"{head.count()} first rows"
+    else:
+        selected = build_dataset(job.train_path, job.model_path, seed=cfg.seed + 1,
+                                 prompt_loss=cfg.prompt_loss, only=warm, **kw)
+        head = curriculum_rows(selected, warm.steps * per_step, cfg.seed + 1)
+        steps, what = warm.steps, f"{selected.count()} selected rows"
+    # Enough passes for every step: a head that ends mid-step (first rows) takes its last
+    # step's remainder from the first pass, and running dry would restart the stream's head.
+    need = (steps + max_steps) * per_step - head.count()
+    n_passes = max(math.ceil(max_steps / per_epoch), math.ceil(need / max(train_ds.count(), 1)))
     passes = [train_ds.random_shuffle(seed=cfg.seed + 100 + i) if i else train_ds
-              for i in range(math.ceil(max_steps / per_epoch))]
-    stream = concat_in_order([curriculum_rows(selected, warm.steps * per_step, cfg.seed + 1),
-                              *passes])
-    log.info("training %s: %d warm-up steps on %d selected rows, then %d steps", job.name,
-             warm.steps, selected.count(), max_steps)
-    return stream.materialize()
+              for i in range(n_passes)]
+    stream = concat_in_order([head, *passes])
+    log.info("training %s: %d warm-up steps on %s, then %d steps", job.name, steps, what,
+             max_steps)
+    return stream.materialize(), steps
 
 
 def data_config(ordered: bool) -> Any:
@@ -310,9 +330,10 @@ def run_sft(job: SFTJob) -> SFTResult:
         )
     has_eval = n_val >= cfg.num_workers
     max_steps, per_epoch = plan_steps(cfg, n_train, cfg.num_workers)
-    warm_steps = cfg.curriculum.steps
-    if warm_steps:
-        train_ds = with_curriculum(job, train_ds, max_steps, per_epoch, kw)
+    # A curriculum or first rows make the stream's order part of the recipe.
+    ordered, warm_steps = bool(cfg.curriculum.steps or job.first_path is not None), 0
+    if ordered:
+        train_ds, warm_steps = with_curriculum(job, train_ds, max_steps, per_epoch, kw)
         max_steps += warm_steps
     experiment = storage.join(job.storage_path, job.name)
     if not job.resume and storage.exists(experiment):
@@ -329,12 +350,13 @@ def run_sft(job: SFTJob) -> SFTResult:
             "name": job.name,
             "max_steps": max_steps,
             "has_eval": has_eval,
+            "ordered": ordered,
             "callbacks": list(job.callbacks),
         },
         scaling_config=scaling_config(cfg),
         run_config=run_config(job, has_eval),
         datasets=datasets,
-        dataset_config=data_config(ordered=warm_steps > 0),
+        dataset_config=data_config(ordered=ordered),
     )
     prep_s = time.perf_counter() - t0
     try:
