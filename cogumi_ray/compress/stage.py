@@ -234,15 +234,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
                     "the stage's gguf output is the dense f16 GGUF", cc.max_drop_pp,
                     cc.max_ppl_increase * 100)
         chosen = next(v for v in variants if v.name == "dense/F16")
-    for v in variants:
-        key = v.name.replace("/", "_").lower()
-        m.update({f"{key}.size_mb": round(v.size_bytes / 2**20, 3),
-                  f"{key}.packed_mb": round((v.packed_bytes or 0) / 2**20, 3),
-                  f"{key}.ppl": v.perplexity})
-        if v.pass_rate is not None:
-            m[f"{key}.pass_rate"] = v.pass_rate
-        if v.gen_tok_s is not None:
-            m[f"{key}.gen_tok_s"], m[f"{key}.prompt_tok_s"] = v.gen_tok_s, v.prompt_tok_s
+    m.update(flat_metrics(variants))
+    m["variants"] = manifest_table(variants)
     m["chosen"] = chosen.name
     outputs_extra = {}
     if cc.calibration.enabled and inputs.get("val"):
@@ -254,6 +247,34 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     outputs = {"gguf": chosen.path, "ggufs": storage.join(out, "gguf"), "report": report_path,
                "model": branches.get("pruned", inputs["model"]), **outputs_extra}
     return StageOutput(outputs=outputs, metrics=m)
+
+
+def manifest_table(variants: list[Variant]) -> list[dict[str, Any]]:
+    """The per-variant table for the run manifest: the issue's columns, one row per variant
+    (variants.json keeps every field, e.g. K-quant type counts)."""
+    return [{"name": v.name, "branch": v.branch, "kind": v.kind,
+             "size_mb": round(v.size_bytes / 2**20, 3),
+             "packed_mb": None if v.packed_bytes is None else round(v.packed_bytes / 2**20, 3),
+             "ppl": v.perplexity, "pass_rate": v.pass_rate, "pass_rate_by_domain": dict(v.per_domain),
+             "prompt_tok_s": v.prompt_tok_s, "gen_tok_s": v.gen_tok_s,
+             **{k: v.extra[k] for k in ("drop_pp", "ppl_increase", "within_budget") if k in v.extra}}
+            for v in variants]
+
+
+def flat_metrics(variants: list[Variant]) -> dict[str, Any]:
+    """The same numbers as flat `<variant>.<column>` keys (what summaries and dashboards read)."""
+    m: dict[str, Any] = {}
+    for v in variants:
+        key = v.name.replace("/", "_").lower()
+        m.update({f"{key}.size_mb": round(v.size_bytes / 2**20, 3),
+                  f"{key}.packed_mb": round((v.packed_bytes or 0) / 2**20, 3),
+                  f"{key}.ppl": v.perplexity})
+        if v.pass_rate is not None:
+            m[f"{key}.pass_rate"] = v.pass_rate
+            m.update({f"{key}.pass_rate.{d}": r for d, r in v.per_domain.items()})
+        if v.gen_tok_s is not None:
+            m[f"{key}.gen_tok_s"], m[f"{key}.prompt_tok_s"] = v.gen_tok_s, v.prompt_tok_s
+    return m
 
 
 def calibrate_confidence(cfg: CogumiConfig, gguf: str, tokenizer_dir: str, val: str, out: str,

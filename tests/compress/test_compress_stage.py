@@ -118,6 +118,12 @@ def test_compress_stage_end_to_end(ray_session, tiny_sft_model_dir, splits, tmp_
         < variants["dense/F16"]["size_bytes"] < variants["dense/hf"]["size_bytes"]
     assert variants["pruned/hf"]["packed_bytes"] < variants["pruned/hf"]["size_bytes"]
     assert os.path.exists(out.outputs["gguf"]) and m["chosen"] in variants
+    # the manifest carries the same table: every variant, per-domain pass rates where scored
+    table = {r["name"]: r for r in m["variants"]}
+    assert set(table) == set(variants)
+    assert table["pruned/Q4_K_M"]["pass_rate_by_domain"] == variants["pruned/Q4_K_M"]["per_domain"]
+    assert table["dense/Q4_K_M"]["gen_tok_s"] == variants["dense/Q4_K_M"]["gen_tok_s"]
+    json.dumps(m)
     assert (stage_dir / "size_vs_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # calibration of the served GGUF's confidence on validation rows
