@@ -43,6 +43,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE turns ADD COLUMN feedback INTEGER",
         "CREATE INDEX sessions_updated ON sessions (updated_at)",
     ),
+    (  # 3: the request id that answered each turn, and /v1/feedback ratings joined through it
+        "ALTER TABLE turns ADD COLUMN request_id TEXT",
+        "CREATE INDEX turns_request ON turns (request_id)",
+        # session_id/turn: the turn the rating judges (NULL = no turn had its request id);
+        # client_session: the conversation id the client gave, kept as given
+        "CREATE TABLE feedback (id TEXT PRIMARY KEY, received_at REAL NOT NULL, request_id TEXT, "
+        "client_session TEXT, session_id TEXT, turn INTEGER, rating INTEGER NOT NULL, comment TEXT)",
+        "CREATE INDEX feedback_received ON feedback (received_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -56,6 +65,7 @@ class Turn:
     escalated: bool
     query: str
     feedback: int | None  # +1 / -1 from the client, None = none given
+    request_id: str | None = None  # the answer's request id (x-request-id), when known
 
 
 def _busy(e: sqlite3.OperationalError) -> bool:
@@ -66,7 +76,8 @@ def _busy(e: sqlite3.OperationalError) -> bool:
 class SessionStore:
     def __init__(self, path: str, cfg: MemoryConfig | None = None, *, version: int = SCHEMA_VERSION) -> None:
         """Open (creating or migrating) the store at `path`. `version` < SCHEMA_VERSION stops the
-        migration there (tests build old files with it)."""
+        migration there (tests build old files with it: the schema only, this class's writes
+        expect the current one)."""
         from cogumi_ray.route.config import MemoryConfig
 
         self.cfg = cfg or MemoryConfig()
@@ -154,8 +165,9 @@ class SessionStore:
     # -- writes ------------------------------------------------------------------------------
 
     def record(self, session_id: str, option: str, confidence: float | None, escalated: bool,
-               query: str = "", now: float | None = None) -> int:
-        """Append a turn (numbered 1, 2, ... per session, atomically); keep the last max_turns."""
+               query: str = "", now: float | None = None, request_id: str | None = None) -> int:
+        """Append a turn (numbered 1, 2, ... per session, atomically); keep the last max_turns.
+        `request_id` lets a later rating of the answer find this turn."""
         ts = time.time() if now is None else now
 
         def write(db: sqlite3.Connection) -> int:
@@ -164,9 +176,10 @@ class SessionStore:
                        (session_id, ts, ts))
             turn = db.execute("SELECT COALESCE(MAX(turn), 0) + 1 FROM turns WHERE session_id = ?",
                               (session_id,)).fetchone()[0]
-            db.execute("INSERT INTO turns (session_id, turn, ts, option, confidence, escalated, query) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (session_id, turn, ts, option, confidence, int(escalated), query[:2000]))
+            db.execute("INSERT INTO turns (session_id, turn, ts, option, confidence, escalated, query, "
+                       "request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (session_id, turn, ts, option, confidence, int(escalated), query[:2000],
+                        request_id))
             db.execute("DELETE FROM turns WHERE session_id = ? AND turn <= ?",
                        (session_id, turn - self.cfg.max_turns))
             return int(turn)
@@ -185,11 +198,40 @@ class SessionStore:
         self._write(lambda db: db.execute(
             "UPDATE turns SET feedback = ? WHERE session_id = ? AND turn = ?", (value, session_id, turn)))
 
+    def rate(self, feedback_id: str, value: int, *, request_id: str | None = None,
+             client_session: str | None = None, comment: str | None = None,
+             now: float | None = None) -> tuple[str, int] | None:
+        """Store one rating (a /v1/feedback record). When a kept turn was answered by `request_id`
+        the rating is joined to it: the row names that turn and the turn's feedback is set, so
+        `likely_option` hears it. Returns the (session, turn) joined, or None (still stored)."""
+        if value not in (-1, 1):
+            raise DataError(f"feedback must be +1 or -1, got {value!r}")
+        ts = time.time() if now is None else now
+
+        def write(db: sqlite3.Connection) -> tuple[str, int] | None:
+            row = None
+            if request_id is not None:
+                row = db.execute("SELECT session_id, turn FROM turns WHERE request_id = ? "
+                                 "ORDER BY id DESC LIMIT 1", (request_id,)).fetchone()
+                # A list of completion prompts is several turns under one request id.
+                db.execute("UPDATE turns SET feedback = ? WHERE request_id = ?", (value, request_id))
+            db.execute("INSERT INTO feedback (id, received_at, request_id, client_session, session_id, "
+                       "turn, rating, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (feedback_id, ts, request_id, client_session, row[0] if row else None,
+                        row[1] if row else None, value, comment))
+            return (str(row[0]), int(row[1])) if row else None
+
+        return self._write(write)
+
     def expire(self, now: float | None = None) -> int:
-        """Delete sessions idle longer than ttl_s (and their turns); return how many."""
+        """Delete sessions idle longer than ttl_s (their turns and ratings too, and ratings joined
+        to no turn once as old); return how many sessions."""
         cutoff = (time.time() if now is None else now) - self.cfg.ttl_s
 
         def write(db: sqlite3.Connection) -> int:
+            db.execute("DELETE FROM feedback WHERE session_id IN (SELECT session_id FROM sessions "
+                       "WHERE updated_at < ?) OR (session_id IS NULL AND received_at < ?)",
+                       (cutoff, cutoff))
             db.execute("DELETE FROM turns WHERE session_id IN "
                        "(SELECT session_id FROM sessions WHERE updated_at < ?)", (cutoff,))
             return db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,)).rowcount
@@ -200,13 +242,20 @@ class SessionStore:
 
     def turns(self, session_id: str, n: int | None = None) -> list[Turn]:
         """The session's kept turns, oldest first (the last `n` only, if given)."""
-        rows = self._read("SELECT turn, ts, option, confidence, escalated, query, feedback FROM "
-                          "turns WHERE session_id = ? ORDER BY turn DESC LIMIT ?",
+        rows = self._read("SELECT turn, ts, option, confidence, escalated, query, feedback, request_id "
+                          "FROM turns WHERE session_id = ? ORDER BY turn DESC LIMIT ?",
                           (session_id, n if n is not None else -1))
-        return [Turn(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in reversed(rows)]
+        return [Turn(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7]) for r in reversed(rows)]
 
     def count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM turns", ())[0][0])
+
+    def ratings(self) -> list[dict[str, Any]]:
+        """Every stored rating, oldest first (operators' export, tests)."""
+        cols = ("id", "received_at", "request_id", "client_session", "session_id", "turn", "rating",
+                "comment")
+        rows = self._read(f"SELECT {', '.join(cols)} FROM feedback ORDER BY received_at, id", ())
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def state(self, session_id: str) -> SessionState:
         from cogumi_ray.route.features import SessionState
