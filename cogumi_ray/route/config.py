@@ -128,10 +128,15 @@ class EscalationConfig(StrictModel):
 class MemoryConfig(StrictModel):
     path: str | None = Field(
         None, description="SQLite file of the session store shared by the serving replicas; None "
-        "= no session memory (routing reads the conversation only)."
+        "= `<run>/serve/sessions.sqlite` when `cogumi serve` serves a run's router (serve."
+        "sessions_path: null turns session memory off)."
     )
     max_turns: int = Field(20, ge=1, description="Turns kept per session (older ones dropped).")
     ttl_s: float = Field(7 * 86400, gt=0, description="Sessions idle longer than this expire.")
+    expire_every_s: float = Field(
+        600.0, gt=0, description="How often a serving router deletes expired sessions (checked "
+        "whenever it records a turn)."
+    )
     busy_timeout_s: float = Field(5.0, gt=0, description="SQLite's own wait for a lock per attempt.")
     retries: int = Field(8, ge=0, description="Retries (exponential backoff) after SQLITE_BUSY.")
 

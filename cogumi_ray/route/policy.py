@@ -12,6 +12,8 @@ Two rules, both vectorised over rows (the report and the threshold search sweep 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cogumi_ray.route.bundle import RouterBundle
-    from cogumi_ray.route.config import PolicyConfig
+    from cogumi_ray.route.config import MemoryConfig, PolicyConfig
     from cogumi_ray.route.escalation import EscalationDetector
     from cogumi_ray.route.features import SessionState
     from cogumi_ray.route.memory import SessionStore
@@ -140,13 +142,16 @@ class LearnedPolicy:
 
     `model="cogumi"` asks the router; every other name is handed to `NamePolicy`, so a forced
     `cogumi:<modifier>` or the base's name behaves exactly as with the name policy (and an
-    unknown one is the same 404). With a session store, each routed turn is recorded and the
-    session's state (last option, escalation) feeds the features and the escalation rule.
+    unknown one is the same 404). With a session store, each routed turn is recorded (with the
+    request id that answers it, so a rating can find it), the session's state (last option,
+    escalation) feeds the features and the escalation rule, and expired sessions are deleted
+    every `expire_every_s` of `clock` time.
     """
 
     def __init__(self, bundle: RouterBundle, base_name: str, modifiers: list[str],
                  detector: EscalationDetector | None = None, memory: SessionStore | None = None,
-                 embed_fn: Callable[[list[str]], np.ndarray] | None = None) -> None:
+                 embed_fn: Callable[[list[str]], np.ndarray] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         from cogumi_ray.errors import ConfigError
         from cogumi_ray.serve.policy import NamePolicy
 
@@ -159,12 +164,18 @@ class LearnedPolicy:
         self.rule = make_rule(bundle.policy)
         self._embed = embed_fn or self._minilm
         self._pending: OrderedDict[str, SessionState] = OrderedDict()  # progressive turns in flight
+        self._clock = clock
+        self._next_expiry = float("-inf")  # the first recorded turn also sweeps old sessions
+        self._expiry_lock = threading.Lock()  # decisions run in worker threads
+        self.expired = 0  # sessions this policy has expired (tests, operators)
 
     @classmethod
     def from_dir(cls, path: str, base_name: str, modifiers: list[str],
-                 memory_path: str | None = None) -> LearnedPolicy:
+                 memory_path: str | None = None,
+                 memory_cfg: MemoryConfig | None = None) -> LearnedPolicy:
         """The router saved by the router stage (`<run>/router/router`), its escalation detector
-        when saved beside it, and a session store at `memory_path` (None = no memory)."""
+        when saved beside it, and a session store at `memory_path` (None = no memory) kept as
+        `memory_cfg` says (None = MemoryConfig's defaults)."""
         import os
 
         from cogumi_ray.route.bundle import RouterBundle
@@ -174,7 +185,7 @@ class LearnedPolicy:
         esc = os.path.join(path, "escalation")
         return cls(RouterBundle.load(path), base_name, modifiers,
                    EscalationDetector.load(esc) if os.path.isdir(esc) else None,
-                   SessionStore(memory_path) if memory_path else None)
+                   SessionStore(memory_path, memory_cfg) if memory_path else None)
 
     def _minilm(self, texts: list[str]) -> np.ndarray:
         from cogumi_ray.route.features import embed
@@ -184,16 +195,43 @@ class LearnedPolicy:
     def models(self) -> list[str]:
         return self.names.models()
 
-    def decide(self, messages: Messages, requested_model: str) -> Decision:
+    def decide(self, messages: Messages, requested_model: str,
+               request_id: str | None = None) -> Decision:
+        """`RoutingPolicy.decide`; `request_id` (the answer's x-request-id) is kept with the turn."""
         from cogumi_ray.serve.policy import ROUTED
 
         if requested_model != ROUTED:
             decision = self.names.decide(messages, requested_model)
             if self.memory is not None:  # a forced option is still the session's last option
-                self.memory.record(session_id(messages), decision.option, None,
-                                   self.session_state(messages).escalated, last_user_text(messages))
+                self._record(messages, decision.option, None,
+                             self.session_state(messages).escalated, request_id)
             return decision
-        return self.route(messages)
+        return self.route(messages, request_id=request_id)
+
+    def likely_option(self, messages: Messages) -> str | None:
+        """The option this conversation's session has most needed so far (None = no memory or
+        no history): what a replica may load before the session asks for it again."""
+        if self.memory is None:
+            return None
+        return self.memory.likely_option(session_id(messages))
+
+    def _record(self, messages: Messages, option: str, confidence: float | None, escalated: bool,
+                request_id: str | None) -> None:
+        assert self.memory is not None
+        now = self._clock()
+        self.memory.record(session_id(messages), option, confidence, escalated,
+                           last_user_text(messages), now=now, request_id=request_id)
+        self._expire_if_due(now)
+
+    def _expire_if_due(self, now: float) -> None:
+        # Serving is the only writer that runs for weeks, so it also deletes what ttl_s outlived;
+        # one thread of the replica sweeps per interval, the others go on routing.
+        assert self.memory is not None
+        with self._expiry_lock:
+            if now < self._next_expiry:
+                return
+            self._next_expiry = now + self.memory.cfg.expire_every_s
+        self.expired += self.memory.expire(now)
 
     def session_state(self, messages: Messages) -> SessionState:
         from cogumi_ray.route.features import SessionState
@@ -213,7 +251,8 @@ class LearnedPolicy:
         return self.bundle.probs_from_embeddings(self._embed([last_user_text(messages)]), extras,
                                                  [state])[0]
 
-    def route(self, messages: Messages, extras: np.ndarray | None = None) -> Decision:
+    def route(self, messages: Messages, extras: np.ndarray | None = None,
+              request_id: str | None = None) -> Decision:
         state = self.session_state(messages)
         probs = self.probs(messages, state, extras)
         m, p = best_modifier(probs[None, :])
@@ -229,7 +268,7 @@ class LearnedPolicy:
             self._pending[session_id(messages)] = state
             while len(self._pending) > _PENDING:
                 self._pending.popitem(last=False)
-        return self._decided(messages, option, confidence, state)
+        return self._decided(messages, option, confidence, state, request_id=request_id)
 
     def progress(self, messages: Messages, step: int, extras: np.ndarray | None = None) -> Decision | None:
         """Progressive policy, after `steps[step]` base tokens: the modifier to switch to, or None.
@@ -246,7 +285,8 @@ class LearnedPolicy:
         return self._decided(messages, option, float(probs[option]), state, revise=True)
 
     def _decided(self, messages: Messages, option: int, confidence: float,
-                 state: SessionState, revise: bool = False) -> Decision:
+                 state: SessionState, revise: bool = False,
+                 request_id: str | None = None) -> Decision:
         from cogumi_ray.serve.policy import modifier_id
         from cogumi_ray.serve.protocol import Decision
 
@@ -254,7 +294,6 @@ class LearnedPolicy:
         if self.memory is not None and revise:  # a progressive switch re-decides the same turn
             self.memory.revise_last(session_id(messages), name, confidence)
         elif self.memory is not None:
-            self.memory.record(session_id(messages), name, confidence, state.escalated,
-                               last_user_text(messages))
+            self._record(messages, name, confidence, state.escalated, request_id)
         model = self.names.base_name if name == BASE else modifier_id(name)
         return Decision(name, confidence, model)

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from cogumi_ray.config_base import StrictModel
 from cogumi_ray.generate.config import HFEngineConfig, LlamaCppEngineConfig
+from cogumi_ray.route.config import MemoryConfig
 
 BackendKind = Literal["llama_cpp", "hf"]
 # Names a client can put after "cogumi:"; "base" and "cogumi" are taken by the routing policy.
@@ -139,6 +140,12 @@ class ServeConfig(StrictModel):
     )
     sessions_path: str | None = Field(
         None, description="SQLite session store the router replicas share (None = no memory)."
+    )
+    session_memory: MemoryConfig = Field(
+        default_factory=MemoryConfig,
+        description="How the session store at sessions_path keeps turns (max_turns, ttl_s, "
+        "expire_every_s, lock retries); `cogumi serve` copies the run's route.memory. Its path is "
+        "unused here: sessions_path names the file.",
     )
     llama_cpp: LlamaCppEngineConfig = Field(
         default_factory=LlamaCppEngineConfig,

@@ -130,10 +130,14 @@ def serve_config_for_run(cfg: CogumiConfig, *, config_path: str | None = None,
         data["adapters"] = _adapters(ctx, data["backend"])
     router = _finished_output(ctx, "router", "router")
     if router and "policy" not in explicit and data["adapters"]:
-        # A trained router decides model="cogumi"; its session memory lives in the run.
+        # A trained router decides model="cogumi"; its session memory lives in the run unless
+        # route.memory names another file, and is kept as route.memory says.
         data.update(policy="learned", router_path=router)
         if "sessions_path" not in explicit:
-            data["sessions_path"] = storage.join(cfg.run_dir, "serve", "sessions.sqlite")
+            data["sessions_path"] = (cfg.route.memory.path
+                                     or storage.join(cfg.run_dir, "serve", "sessions.sqlite"))
+        if "session_memory" not in explicit:
+            data["session_memory"] = cfg.route.memory.model_dump()
     return ServeConfig.model_validate(data)
 
 

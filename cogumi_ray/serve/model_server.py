@@ -81,6 +81,7 @@ class ModelServer:
             description="Streamed generations stopped before their end (client gone).")
         self._cancelled = 0
         self._cancelled_pieces: list[int] = []  # pieces sent before each cancel, last 100
+        self._warmed: dict[str, int] = {}  # warm() calls per adapter
 
     async def _adapter(self) -> str | None:
         from ray import serve
@@ -89,6 +90,14 @@ class ModelServer:
         if not name or name == BASE:
             return None
         await self._hold(name)
+        return name
+
+    async def warm(self) -> str | None:
+        """Load this call's adapter (its multiplexed model id) ahead of the request that will need
+        it: the router calls it for a session likely to come back to a modifier. Returns it."""
+        name = await self._adapter()
+        if name is not None:
+            self._warmed[name] = self._warmed.get(name, 0) + 1
         return name
 
     async def generate(self, request: GenerationRequest) -> list[GenResult]:
@@ -140,7 +149,8 @@ class ModelServer:
         """This replica's counters (tests and operators reach it with a deployment handle)."""
         return {"cancelled_generations": self._cancelled,
                 "cancelled_after_pieces": list(self._cancelled_pieces),
-                "adapter_loads": dict(self._loads), "in_flight": self._in_flight}
+                "adapter_loads": dict(self._loads), "in_flight": self._in_flight,
+                "warmed": dict(self._warmed)}
 
     def __del__(self) -> None:  # Serve calls it when the replica stops
         backend = getattr(self, "backend", None)

@@ -8,7 +8,7 @@ from routekit import keyword_bundle, keyword_embed
 
 from cogumi_ray.errors import ConfigError
 from cogumi_ray.route.bundle import RouterBundle
-from cogumi_ray.route.config import PolicyConfig
+from cogumi_ray.route.config import MemoryConfig, PolicyConfig
 from cogumi_ray.route.memory import SessionStore
 from cogumi_ray.route.policy import CutPolicy, LearnedPolicy, ProgressivePolicy, routing_cost
 from cogumi_ray.serve.errors import ServeError
@@ -143,3 +143,46 @@ def test_bundle_round_trip_identical_decisions(bundle, tmp_path):
     for t in texts:
         m = [{"role": "user", "content": t}]
         assert a.decide(m, "cogumi") == b2.decide(m, "cogumi")
+
+
+def test_serving_records_request_ids_and_expires_sessions_on_its_clock(bundle, tmp_path):
+    store = SessionStore(str(tmp_path / "s.db"), MemoryConfig(ttl_s=100, expire_every_s=50))
+    clock = [1000.0]
+    p = _policy(bundle, memory=store, clock=lambda: clock[0])
+    a = [{"role": "user", "content": "session a"}]
+    b = [{"role": "user", "content": "session b"}]
+    assert p.decide(a, "cogumi:code", request_id="r1").option == "code"  # sweeps: nothing old
+    assert store.turns(_sid(a))[0].request_id == "r1" and store.turns(_sid(a))[0].ts == 1000.0
+    store.record("old", "base", None, False, now=800.0)  # idle past ttl_s by the next sweep
+    clock[0] = 1040.0
+    p.decide(b, "tiny", request_id="r2")
+    assert store.turns("old") != [] and p.expired == 0  # next sweep due at 1050
+    clock[0] = 1060.0
+    p.decide(b, "cogumi", request_id="r3")
+    assert store.turns("old") == [] and p.expired == 1 and store.turns(_sid(a)) != []
+    clock[0] = 1200.0
+    p.decide(b, "tiny")
+    assert store.turns(_sid(a)) == [] and p.expired == 2 and len(store.turns(_sid(b))) == 3
+
+
+def test_the_memory_config_reaches_the_session_store(bundle, tmp_path):
+    from cogumi_ray.serve.config import ServeConfig
+    from cogumi_ray.serve.router import build_policy
+
+    bundle.save(str(tmp_path / "router"))
+    mem = MemoryConfig(max_turns=2, ttl_s=60, expire_every_s=5, retries=3)
+    p = LearnedPolicy.from_dir(str(tmp_path / "router"), "tiny", ["code", "math", "writing"],
+                               memory_path=str(tmp_path / "a.db"), memory_cfg=mem)
+    assert p.memory is not None and p.memory.cfg == mem
+    cfg = ServeConfig(policy="learned", router_path=str(tmp_path / "router"),
+                      adapters={"code": "c", "math": "m", "writing": "w"},
+                      sessions_path=str(tmp_path / "b.db"), session_memory=mem)
+    served = build_policy(cfg)
+    assert isinstance(served, LearnedPolicy) and served.memory is not None
+    assert served.memory.cfg == mem and served.memory.path == str(tmp_path / "b.db")
+    same = [{"role": "user", "content": "same"}]
+    for _ in range(4):
+        served.decide(same, "cogumi:math")
+    assert [t.turn for t in served.memory.turns(_sid(same))] == [3, 4]  # max_turns=2 applies
+    assert served.likely_option(same) == "math"
+    assert served.likely_option([{"role": "user", "content": "new"}]) is None
