@@ -27,7 +27,7 @@ from cogumi_ray.serve.feedback import (
     FeedbackRecord,
     FeedbackRequest,
     FeedbackStore,
-    RingBufferFeedbackStore,
+    feedback_store_for,
 )
 from cogumi_ray.serve.gate import Gate, error_response
 from cogumi_ray.serve.limits import (
@@ -47,7 +47,8 @@ def build_api(cfg: ServeConfig, upstream: Upstream, key_digests: frozenset[str] 
               *, echo_request_id: bool = True, feedback: FeedbackStore | None = None) -> FastAPI:
     """The app; `echo_request_id=False` behind Serve's proxy, which sets x-request-id itself.
 
-    `feedback` keeps the ratings of POST /v1/feedback (default: a ring buffer in this process).
+    `feedback` keeps the ratings of POST /v1/feedback (default: the session store when `cfg`
+    has session memory, else a ring buffer in this process).
     """
     app = FastAPI(title="cogumi", version="1", docs_url=None, redoc_url=None)
     app.add_middleware(Gate, auth=Authenticator(key_digests), limiter=RateLimiter(cfg.rate_limit),
@@ -55,7 +56,7 @@ def build_api(cfg: ServeConfig, upstream: Upstream, key_digests: frozenset[str] 
     _add_error_handlers(app)
     started = int(time.time())
     limits = cfg.limits
-    ratings: FeedbackStore = feedback if feedback is not None else RingBufferFeedbackStore()
+    ratings: FeedbackStore = feedback if feedback is not None else feedback_store_for(cfg)
 
     async def within_deadline(aw: Awaitable[T], deadline: float) -> T:
         try:

@@ -1,22 +1,28 @@
 """Thumbs up/down on answers: the body of `POST /v1/feedback` and where ratings are kept.
 
-The HTTP layer only validates a rating and hands a `FeedbackRecord` to a `FeedbackStore`. Today
-that is an in-memory ring buffer per ingress replica plus a log line; session memory will
-implement the same protocol, so a rating can be joined to the routed answer it judges (by the
-request id every answer carries in `x-request-id` and in its `id`).
+The HTTP layer only validates a rating and hands a `FeedbackRecord` to a `FeedbackStore`. With
+session memory (a learned policy with serve.sessions_path) that is `SessionFeedbackStore`: the
+rating goes into the session store's SQLite file, joined to the routed turn it judges by the
+request id every answer carries in `x-request-id` and in its `id`. Without it, an in-memory ring
+buffer per ingress replica plus a log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from cogumi_ray.route.memory import SessionStore
+    from cogumi_ray.serve.config import ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +96,42 @@ class RingBufferFeedbackStore:
     async def add(self, record: FeedbackRecord) -> None:
         with self._lock:
             self._records.append(record)
-        # The comment's length only: free text may hold personal data, the log is kept longer.
-        log.info("feedback %s request=%s session=%s rating=%s comment_chars=%d", record.id,
-                 record.request_id, record.session_id, record.rating, len(record.comment or ""))
+        _log(record)
 
     def recent(self, limit: int | None = None) -> list[FeedbackRecord]:
         with self._lock:
             items = list(self._records)
         return items if limit is None else items[max(0, len(items) - limit):]
+
+
+def _log(record: FeedbackRecord, joined: str = "") -> None:
+    # The comment's length only: free text may hold personal data, the log is kept longer.
+    log.info("feedback %s request=%s session=%s rating=%s comment_chars=%d%s", record.id,
+             record.request_id, record.session_id, record.rating, len(record.comment or ""), joined)
+
+
+class SessionFeedbackStore:
+    """Ratings kept in session memory, beside the turns the router recorded. A rating whose
+    request id names a kept turn is joined to it (and marks that turn up or down, which the
+    session's likely option then weighs); any other rating is stored all the same."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    async def add(self, record: FeedbackRecord) -> None:
+        # SQLite may wait on another replica's write lock: not on the event loop.
+        joined = await asyncio.to_thread(
+            self.store.rate, record.id, 1 if record.rating == "up" else -1,
+            request_id=record.request_id, client_session=record.session_id,
+            comment=record.comment, now=record.received_at)
+        _log(record, f" turn={joined[0]}#{joined[1]}" if joined else " turn=none")
+
+
+def feedback_store_for(cfg: ServeConfig) -> FeedbackStore:
+    """Session memory when the config has one (a learned policy records turns at sessions_path),
+    else a ring buffer."""
+    if cfg.policy == "learned" and cfg.sessions_path:
+        from cogumi_ray.route.memory import SessionStore
+
+        return SessionFeedbackStore(SessionStore(cfg.sessions_path, cfg.session_memory))
+    return RingBufferFeedbackStore()
