@@ -81,14 +81,26 @@ class SparsityTuneConfig(StrictModel):
 
     enabled: bool = Field(False, description="Search before compressing; the stage then uses the "
                           "chosen recipe instead of prune.sparsity and kquants.")
-    num_samples: int = Field(8, ge=1, description="Trials (random search over the choices).")
-    max_concurrent: int = Field(2, ge=1, description="Trials at once (one CPU each).")
+    num_samples: int = Field(
+        8, ge=1, description="Trials: the whole grid of the choices below when it has at most "
+        "this many recipes, else this many distinct recipes drawn from it (seeded by run.seed).")
+    max_concurrent: int = Field(2, ge=1, description="Trials at once.")
+    cpus_per_trial: int = Field(
+        1, ge=1, description="CPUs (and llama.cpp/torch/zstd threads) of one trial: "
+        "max_concurrent x cpus_per_trial should not exceed the machine's cores.")
     attention: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.6])
     mlp: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7])
     embeddings: list[float] = Field(default_factory=lambda: [0.0, 0.5])
     kquants: list[str] = Field(default_factory=lambda: ["Q5_K_M", "Q4_K_M"])
     calibration_rows: int = Field(32, ge=1, description="Calibration rows per trial's pruning.")
     ppl_rows: int = Field(60, ge=1, description="Validation responses each trial's perplexity reads.")
+    max_drop_pp: float | None = Field(
+        None, ge=0, description="Largest suite pass-rate drop (percentage points) from the dense "
+        "base a recipe may have, on the first pass_rows validation rows (on top of "
+        "compress.max_ppl_increase); None = the perplexity budget alone (no generation per trial).")
+    pass_rows: int = Field(
+        40, ge=1, description="Validation rows each trial's pass rate is scored on (when "
+        "max_drop_pp is set; 40 rows resolve 2.5 points).")
 
 
 class CompressConfig(StrictModel):

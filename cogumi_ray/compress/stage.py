@@ -321,11 +321,18 @@ def _tuned(cfg: CogumiConfig, inputs: dict[str, str], out: str, m: dict[str, Any
 
     if not inputs.get("val"):
         raise ModelError("compress.tune needs the validation split (input 'val')")
-    val = _sample_rows(inputs["val"], cfg.compress.tune.ppl_rows, cfg.run.seed)
-    res = tune_sparsity(cfg.compress, inputs["model"], calib_rows(cfg, inputs), val, out)
+    t = cfg.compress.tune
+    n_val = max(t.ppl_rows, t.pass_rows if t.max_drop_pp is not None else 0)
+    val = _sample_rows(inputs["val"], n_val, cfg.run.seed)
+    res = tune_sparsity(cfg.compress, inputs["model"], calib_rows(cfg, inputs), val, out,
+                        seed=cfg.run.seed, eval_params=cfg.eval.params.model_dump(),
+                        eval_batch_size=cfg.eval.batch_size)
     m.update({f"tune_{k}": v for k, v in res.recipe.items()})
     m["tune_trials"] = len(res.table)
     m["tune_feasible_trials"] = sum(bool(r["feasible"]) for r in res.table)
+    m["tune_stopped_early"] = sum(not r["finished"] for r in res.table)
+    if res.reference_pass_rate is not None:
+        m["tune_reference_pass_rate"] = res.reference_pass_rate
     return cfg.model_copy(update={"compress": apply_recipe(cfg.compress, res.recipe)})
 
 
