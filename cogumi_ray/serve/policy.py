@@ -49,5 +49,5 @@ def make_policy(cfg: ServeConfig) -> RoutingPolicy:
         from cogumi_ray.route.policy import LearnedPolicy
 
         return LearnedPolicy.from_dir(cfg.router_path, cfg.served_base_name(), list(cfg.adapters),
-                                      memory_path=cfg.sessions_path)
+                                      memory_path=cfg.sessions_path, memory_cfg=cfg.session_memory)
     raise ConfigError(f"unknown routing policy {cfg.policy!r}; valid: ['names', 'learned']")

@@ -22,7 +22,6 @@ from cogumi_ray.serve.protocol import (
     Messages,
     Piece,
     Routed,
-    RoutingPolicy,
 )
 
 if TYPE_CHECKING:
@@ -35,17 +34,6 @@ def conversation(request: GenerationRequest) -> Messages:
     """What the policy reads: the chat messages, or a completion prompt as one user turn."""
     p = request.prompt
     return [{"role": "user", "content": p}] if isinstance(p, str) else p
-
-
-def build_policy(cfg: ServeConfig) -> RoutingPolicy:
-    """`make_policy`, except that a learned policy's session store is kept as
-    cfg.session_memory says (turns kept, expiry, lock retries)."""
-    if cfg.policy == "learned" and cfg.router_path:  # else make_policy names what is missing
-        from cogumi_ray.route.policy import LearnedPolicy
-
-        return LearnedPolicy.from_dir(cfg.router_path, cfg.served_base_name(), list(cfg.adapters),
-                                      memory_path=cfg.sessions_path, memory_cfg=cfg.session_memory)
-    return make_policy(cfg)
 
 
 def request_id() -> str | None:
@@ -66,7 +54,7 @@ class Router:
         from cogumi_ray.route.policy import LearnedPolicy
 
         cfg = ServeConfig.model_validate(cfg_dict)
-        self.policy = build_policy(cfg)
+        self.policy = make_policy(cfg)
         # Only a learned policy with a session store knows sessions and request ids.
         self.learned: LearnedPolicy | None = (
             self.policy if isinstance(self.policy, LearnedPolicy) and self.policy.memory else None)

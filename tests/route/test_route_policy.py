@@ -167,7 +167,7 @@ def test_serving_records_request_ids_and_expires_sessions_on_its_clock(bundle, t
 
 def test_the_memory_config_reaches_the_session_store(bundle, tmp_path):
     from cogumi_ray.serve.config import ServeConfig
-    from cogumi_ray.serve.router import build_policy
+    from cogumi_ray.serve.policy import make_policy
 
     bundle.save(str(tmp_path / "router"))
     mem = MemoryConfig(max_turns=2, ttl_s=60, expire_every_s=5, retries=3)
@@ -177,7 +177,7 @@ def test_the_memory_config_reaches_the_session_store(bundle, tmp_path):
     cfg = ServeConfig(policy="learned", router_path=str(tmp_path / "router"),
                       adapters={"code": "c", "math": "m", "writing": "w"},
                       sessions_path=str(tmp_path / "b.db"), session_memory=mem)
-    served = build_policy(cfg)
+    served = make_policy(cfg)
     assert isinstance(served, LearnedPolicy) and served.memory is not None
     assert served.memory.cfg == mem and served.memory.path == str(tmp_path / "b.db")
     same = [{"role": "user", "content": "same"}]
