@@ -77,6 +77,11 @@ class ModifiersConfig(StrictModel):
     )
     min_examples: int = Field(8, ge=1, description="Fewer training examples for a domain is an error.")
     merge: bool = Field(False, description="Also save base+adapter merged into a full HF folder.")
+    pack_level: int | None = Field(
+        19, ge=1, le=22, description="zstd level of each adapter's lossless archive "
+        "(adapters/<domain>.cogz, the compress stage's byte-plane packer: `cogumi unpack` restores "
+        "the PEFT folder bit for bit); None = no archive.",
+    )
     score: bool = Field(
         True, description="Score the base and base + each adapter on the validation and held-out "
         "rows (uplift per domain, row verdicts in scores.parquet)."

@@ -64,6 +64,24 @@ def _export_gguf(adapter_dir: str, base: str, out: str) -> Any:
         return None
 
 
+def _pack(adapter_dir: str, out: str, level: int) -> Any:
+    """The PEFT folder as one verified lossless archive (written locally, then copied to a URI)."""
+    from cogumi_ray.compress.pack import pack
+
+    if storage.is_local(out) and storage.is_local(adapter_dir):
+        return pack(storage.local_path(adapter_dir), storage.local_path(out), level=level)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = adapter_dir
+        if not storage.is_local(adapter_dir):
+            fs, path = storage.fs_and_path(adapter_dir)
+            fs.get(path.rstrip("/") + "/", os.path.join(tmp, "adapter") + "/", recursive=True)
+            src = os.path.join(tmp, "adapter")
+        report = pack(storage.local_path(src), os.path.join(tmp, "adapter.cogz"), level=level)
+        fs, path = storage.fs_and_path(out)
+        fs.put(report.archive, path)
+        return report
+
+
 def domain_counts(paths: list[str]) -> dict[str, int]:
     """Rows per domain over Example Parquet files/dirs/URIs (reads the domain column only)."""
     from collections import Counter
@@ -139,6 +157,12 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         if gguf is not None:
             outputs[f"{domain}_adapter_gguf"] = gguf.path
             metrics[f"{domain}_adapter_gguf_mb"] = round(gguf.bytes / 2**20, 3)
+        if mods.pack_level is not None:
+            packed = _pack(adapter_dir, storage.join(adapters, f"{domain}.cogz"), mods.pack_level)
+            outputs[f"{domain}_adapter_packed"] = storage.join(adapters, f"{domain}.cogz")
+            metrics[f"{domain}_adapter_mb"] = round(packed.in_bytes / 2**20, 3)
+            metrics[f"{domain}_adapter_packed_mb"] = round(packed.out_bytes / 2**20, 3)
+            metrics[f"{domain}_adapter_pack_ratio"] = round(packed.ratio, 3)
         if mods.merge:
             outputs["merged"] = storage.join(stage_dir, "merged")
             _merge(inputs["model"], result.checkpoint, storage.join(outputs["merged"], domain))

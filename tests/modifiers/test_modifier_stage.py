@@ -55,6 +55,16 @@ def test_modifier_stage_gives_peft_adapter_and_merged_model(
     lora_gguf = out.outputs["math_adapter_gguf"]
     assert lora_gguf == os.path.join(out.outputs["adapters"], "math.gguf")
     assert out.metrics["math_adapter_gguf_mb"] == round(os.path.getsize(lora_gguf) / 2**20, 3) > 0
+    # ... and packed losslessly: the archive restores the PEFT folder bit for bit
+    from cogumi_ray.compress.pack import unpack
+
+    archive = out.outputs["math_adapter_packed"]
+    assert out.metrics["math_adapter_packed_mb"] == round(os.path.getsize(archive) / 2**20, 3)
+    assert out.metrics["math_adapter_pack_ratio"] > 1.0
+    restored = unpack(archive, str(tmp_path / "restored"))
+    for f in restored.files:
+        assert Path(tmp_path, "restored", f.path).read_bytes() == Path(adapter, f.path).read_bytes()
+    assert {f.path for f in restored.files} == set(os.listdir(adapter))
 
 
 def test_modifier_stage_rejects_a_domain_without_enough_examples(
