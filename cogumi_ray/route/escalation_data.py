@@ -106,6 +106,12 @@ DISSATISFIED: list[Template] = [
     ("you ignored", "{part}"), ("you forgot", "{part}"), ("you missed", "{part}"),
     ("that's not what I asked,", "{retry}"), ("{bad_outcome}",), ("useless,", "{it}", "{verb_neg}"),
     ("not quite,", "{complaint}"), ("{it}", "can't be", "{right},", "{complaint}"),
+    # Bare verdicts ("that's wrong") were one template among ~40, while "that's"/"no, that's"
+    # led three satisfied ones ("no, that's right"): the detector scored "that's wrong" as
+    # satisfied. More of the plainest shape of complaint, none of them a hard case verbatim.
+    ("{its}", "just", "{wrong}"), ("{its}", "{wrong},", "{retry}"), ("{no},", "{wrong}"),
+    ("{no},", "{its}", "{wrong},", "{retry}"), ("{its}", "{wrong}", "again"),
+    ("{no},", "{its}", "{wrong}", "again"),
 ]
 
 SATISFIED: list[Template] = [
