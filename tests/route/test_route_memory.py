@@ -13,17 +13,22 @@ from cogumi_ray.route.config import MemoryConfig
 from cogumi_ray.route.memory import SCHEMA_VERSION, SessionStore
 
 
-def test_concurrent_writers_lose_no_rows(tmp_path):
-    path = str(tmp_path / "sessions.db")
+def run_writers(target, path: str, workers: int, rows: int) -> None:
+    """`workers` processes running target(path, worker, rows) at once on one created store."""
     SessionStore(path).close()  # created once; the writers race on rows, not on the schema
-    workers, rows = 4, 200
     ctx = mp.get_context("spawn")  # fresh interpreters: no inherited SQLite handles or threads
-    procs = [ctx.Process(target=write_turns, args=(path, w, rows)) for w in range(workers)]
+    procs = [ctx.Process(target=target, args=(path, w, rows)) for w in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * workers
+
+
+def test_concurrent_writers_lose_no_rows(tmp_path):
+    path = str(tmp_path / "sessions.db")
+    workers, rows = 4, 200
+    run_writers(write_turns, path, workers, rows)
     with SessionStore(path, MemoryConfig(max_turns=100_000)) as store:
         assert store.count() == 2 * workers * rows
         shared = store.turns("shared")
@@ -129,15 +134,8 @@ def rate_turns(path: str, worker: int, rows: int) -> None:
 
 def test_concurrent_raters_lose_no_ratings(tmp_path):
     path = str(tmp_path / "sessions.db")
-    SessionStore(path).close()
     workers, rows = 3, 80
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=rate_turns, args=(path, w, rows)) for w in range(workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * workers
+    run_writers(rate_turns, path, workers, rows)
     with SessionStore(path, MemoryConfig(max_turns=100_000)) as store:
         ratings = store.ratings()
         assert len(ratings) == len({r["id"] for r in ratings}) == 2 * workers * rows
