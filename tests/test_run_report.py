@@ -341,3 +341,142 @@ def test_serving_section_shows_the_demo_queries(report, tmp_path):
 
 def test_no_serving_section_without_demo_answers_or_serving_stage(report):
     assert 'id="serving"' not in Path(report[1]).read_text()
+
+
+# Held-out verdicts per option (base, math, code) and the router's choice for each row:
+#   base:  math easy 1/2, math hard 0/2, code easy 1/2, code hard 0/2 -> 2/8
+#   math:  math easy 2/2, math hard 1/2, code easy 0/2, code hard 0/2 -> 3/8
+#   code:  math easy 0/2, math hard 0/2, code easy 1/2, code hard 1/2 -> 2/8
+#   routed: math easy 2/2, math hard 0/2, code easy 1/2, code hard 1/2 -> 4/8
+#   oracle: math easy 2/2, math hard 1/2, code easy 1/2, code hard 1/2 -> 5/8
+HELD_OUT = [  # id, domain, difficulty, {option: passed}, routed option
+    ("q0", "math", "easy", {"base": True, "math": True, "code": False}, "base"),
+    ("q1", "math", "easy", {"base": False, "math": True, "code": False}, "math"),
+    ("q2", "math", "hard", {"base": False, "math": False, "code": False}, "math"),
+    ("q3", "math", "hard", {"base": False, "math": True, "code": False}, "base"),
+    ("q4", "code", "easy", {"base": True, "math": False, "code": True}, "code"),
+    ("q5", "code", "easy", {"base": False, "math": False, "code": False}, "base"),
+    ("q6", "code", "hard", {"base": False, "math": False, "code": True}, "code"),
+    ("q7", "code", "hard", {"base": False, "math": False, "code": False}, "code"),
+]
+
+
+def _scores_parquet(path: Path) -> str:
+    """scores.parquet as the modifiers stage writes it; a validation row that passes everywhere
+    must not leak into the held-out tables."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"split": "test", "id": q, "domain": d, "difficulty": f, "option": o, "passed": ok,
+             "reason": ""} for q, d, f, verdicts, _ in HELD_OUT for o, ok in verdicts.items()]
+    rows += [{"split": "val", "id": "v0", "domain": "math", "difficulty": "hard", "option": o,
+              "passed": True, "reason": ""} for o in ("base", "math", "code")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return str(path)
+
+
+def _md_table(md: str, caption: str) -> list[str]:
+    """The rows of the Markdown table under `caption` (header and alignment lines dropped)."""
+    lines = md.splitlines()
+    start = lines.index(f"*{caption}*") + 2
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return lines[start + 2:end]
+
+
+@pytest.fixture(scope="module")
+def routed_run(tmp_path_factory) -> tuple[str, str, str]:
+    from cogumi_ray.reports import build_report
+
+    ctx = RunContext(str(tmp_path_factory.mktemp("routed") / "run"), name="routed")
+
+    def modifiers() -> StageOutput:
+        p = _scores_parquet(Path(ctx.stage_dir("modifiers")) / "scores.parquet")
+        return StageOutput({"scores": p}, {"domains": ["math", "code"], "flagged": []})
+
+    def router(routed: bool) -> StageOutput:
+        rep = {"chosen": "knn", "options": ["base", "code", "math"], "rows": {"test": 8},
+               "routers": {"knn": {"operating_point": {"pass_rate": 0.5}}}}
+        if routed:
+            rep["routed"] = {"router": "knn", "policy": "cut", "split": "test",
+                             "option": {q: o for q, *_, o in HELD_OUT}}
+        return StageOutput({"report": _write_json(Path(ctx.stage_dir("router")) / "report.json", rep)},
+                           {"router": "knn"})
+
+    ctx.run_stage("modifiers", modifiers, config={"stage": "modifiers"})
+    ctx.run_stage("router", lambda: router(True), config={"stage": "router"})
+    html_path, md_path = build_report(ctx.run_dir)
+    return ctx.run_dir, Path(html_path).read_text(), Path(md_path).read_text()
+
+
+GRID = "pass rate per domain × difficulty"
+
+
+def test_per_modifier_domain_by_difficulty_tables(routed_run):
+    _, html, md = routed_run
+    assert _md_table(md, f"Base (test split): {GRID}") == [
+        "| code | 50.0% (1/2) | 0.0% (0/2) | 25.0% (n=4) |",
+        "| math | 50.0% (1/2) | 0.0% (0/2) | 25.0% (n=4) |",
+        "| all | 50.0% (n=4) | 0.0% (n=4) | 25.0% (2/8) |"]
+    assert _md_table(md, f"Base + code adapter (test split): {GRID}") == [
+        "| code | 50.0% (1/2) | 50.0% (1/2) | 50.0% (n=4) |",
+        "| math | 0.0% (0/2) | 0.0% (0/2) | 0.0% (n=4) |",
+        "| all | 25.0% (n=4) | 25.0% (n=4) | 25.0% (2/8) |"]
+    assert _md_table(md, f"Base + math adapter (test split): {GRID}") == [
+        "| code | 0.0% (0/2) | 0.0% (0/2) | 0.0% (n=4) |",
+        "| math | 100.0% (2/2) | 50.0% (1/2) | 75.0% (n=4) |",
+        "| all | 50.0% (n=4) | 25.0% (n=4) | 37.5% (3/8) |"]
+    assert f"Base + math adapter (test split): {GRID}" in html and "37.5% (3/8)" in html
+
+
+def test_routed_and_oracle_domain_by_difficulty_tables(routed_run):
+    run_dir, html, md = routed_run
+    assert _md_table(md, f"Routed (test split): {GRID}") == [
+        "| code | 50.0% (1/2) | 50.0% (1/2) | 50.0% (n=4) |",
+        "| math | 100.0% (2/2) | 0.0% (0/2) | 50.0% (n=4) |",
+        "| all | 75.0% (n=4) | 25.0% (n=4) | 50.0% (4/8) |"]
+    assert _md_table(md, f"Oracle (test split): {GRID}") == [
+        "| code | 50.0% (1/2) | 50.0% (1/2) | 50.0% (n=4) |",
+        "| math | 100.0% (2/2) | 50.0% (1/2) | 75.0% (n=4) |",
+        "| all | 75.0% (n=4) | 50.0% (n=4) | 62.5% (5/8) |"]
+    assert f"Routed (test split): {GRID}" in html and "62.5% (5/8)" in html
+    assert (Path(run_dir) / "report_assets" / "routed_pass_rates.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_routed_tables_say_what_is_missing(routed_run, tmp_path):
+    """A router report without per-row choices, then a run without scores.parquet: notes, no crash."""
+    from cogumi_ray.reports import build_report
+
+    run_dir = shutil.copytree(routed_run[0], tmp_path / "run")
+    manifest = run_dir / "manifest.json"  # recorded outputs are absolute: point them at the copy
+    manifest.write_text(manifest.read_text().replace(str(Path(routed_run[0]).resolve()), str(run_dir)))
+    report_json = run_dir / "router" / "report.json"
+    rep = json.loads(report_json.read_text())
+    del rep["routed"]
+    report_json.write_text(json.dumps(rep))
+    md = Path(build_report(str(run_dir))[1]).read_text()
+    assert "records no routed option per held-out row" in md
+    assert f"*Routed (test split): {GRID}*" not in md
+    assert f"*Oracle (test split): {GRID}*" in md  # the scores alone still give the oracle
+    (run_dir / "modifiers" / "scores.parquet").unlink()
+    md = Path(build_report(str(run_dir))[1]).read_text()
+    assert "router: no scores.parquet" in md
+    assert "modifiers: no scores.parquet, so no pass rates per domain × difficulty" in md
+    assert "could not be built" not in md
+
+
+def test_router_stage_records_the_routed_option_per_held_out_row(router_run):
+    """The stage's `routed` rows, joined with scores.parquet by the report, give back the pass
+    rate of the chosen router's operating point (the table's 'all' cell)."""
+    _, rep, html, md = router_run
+    routed, n = rep["routed"], rep["rows"]["test"]
+    assert routed["router"] == rep["chosen"] and routed["split"] == "test" and len(routed["option"]) == n
+    assert set(routed["option"].values()) <= set(rep["options"])
+    op = rep["routers"][rep["chosen"]]["operating_point"]
+    share = {o: round(list(routed["option"].values()).count(o) / n, 4) for o in rep["options"]}
+    assert share == op["distribution"]
+    passed = round(op["pass_rate"] * n)
+    assert abs(passed / n - op["pass_rate"]) < 1e-4
+    all_row = _md_table(md, f"Routed (test split): {GRID}")[-1]
+    assert all_row.startswith("| all |") and all_row.endswith(f"| {100 * passed / n:.1f}% ({passed}/{n}) |")
+    assert f"Oracle (test split): {GRID}" in html

@@ -105,6 +105,16 @@ def operating_point(probs: np.ndarray, passed: np.ndarray, costs: np.ndarray, op
             "distribution": {o: round(float(s), 4) for o, s in zip(options, share, strict=True)}}
 
 
+def routed_options(probs: np.ndarray, ids: list[str], options: list[str],
+                   pc: PolicyConfig) -> dict[str, str]:
+    """Each row's routed option under `pc` (id -> option name), so the run report can join the
+    held-out rows with scores.parquet and show routed pass rates per domain × difficulty."""
+    from cogumi_ray.route.policy import route_rows
+
+    r = route_rows(pc, probs)
+    return {i: options[int(k)] for i, k in zip(ids, r.option, strict=True)}
+
+
 def classification(probs: np.ndarray, raw: np.ndarray, y: np.ndarray, options: list[str]) -> dict[str, Any]:
     import numpy as np
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support

@@ -5,7 +5,8 @@ whose rows it scored). Every router in `route.routers` trains on the validation 
 (`route.train`), is reported on the held-out rows (`route.report`), and the best out-of-fold on
 validation is saved with its featurizer and policy as `router/` (loadable by `LearnedPolicy.from_dir`),
 with the escalation detector in `router/escalation/`. With `route.tune.enabled` (`--tune`), Ray
-Tune picks the cut and progressive thresholds first. Writes `report.json` and `routing.png`.
+Tune picks the cut and progressive thresholds first. Writes `report.json` (with `routed`: the saved
+router's option per held-out row id) and `routing.png`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str]) -> Stage
     from cogumi_ray.route.escalation import build_detector
     from cogumi_ray.route.features import embed
     from cogumi_ray.route.labels import load_labels
-    from cogumi_ray.route.report import operating_point, router_report
+    from cogumi_ray.route.report import operating_point, routed_options, router_report
     from cogumi_ray.route.train import choose, train_routers
     from cogumi_ray.runs import StageOutput
 
@@ -96,7 +97,11 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str]) -> Stage
               "rows": {"val": len(val), "test": len(test), "fit": len(slices.fit),
                        "stop": len(slices.stop)},
               "policy": policy.model_dump(mode="json"), "tune": tuned, "routers": reports,
-              "escalation": escalation}
+              "escalation": escalation,
+              # The saved router's choice per held-out row, under the policy it serves with.
+              "routed": {"router": best.name, "policy": policy.kind, "split": "test",
+                         "scores": inputs["scores"],
+                         "option": routed_options(best_probs, test.ids, test.options, policy)}}
     outputs["report"] = storage.join(out_dir, "report.json")
     storage.atomic_write_json(outputs["report"], report)
     outputs["plot"] = storage.join(out_dir, "routing.png")

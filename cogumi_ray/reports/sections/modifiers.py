@@ -1,5 +1,6 @@
 """Per-modifier quality: each LoRA adapter's uplift on its own domain (manifest metrics, the
-numbers the stage flags adapters by) and on every domain (scores.parquet, test split)."""
+numbers the stage flags adapters by), on every domain, and per domain × difficulty for the base
+and each adapter (scores.parquet, test split)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,30 @@ from cogumi_ray.reports.doc import Figure, Note, Section, Table
 from cogumi_ray.reports.fmt import DASH, is_num, num, pct, pp
 from cogumi_ray.reports.load import RunData
 from cogumi_ray.reports.sections.common import Inline, gate
-from cogumi_ray.reports.sections.quality import _axes, ordered
+from cogumi_ray.reports.sections.quality import _axes, grid, ordered, tally, totals
 
 BASE = "base"  # the option name of the un-adapted model in scores.parquet
+COLUMNS = ["split", "id", "domain", "difficulty", "option", "passed"]
+
+
+def held_out_split(rows: list[dict]) -> str:
+    """The split the report measures on: the held-out 'test' rows, 'val' for older runs."""
+    return "test" if any(r.get("split") == "test" for r in rows) else "val"
+
+
+def options_of(rows: list[dict]) -> list[str]:
+    """The base first, then the adapters in domain order."""
+    return [BASE, *ordered({str(r.get("option")) for r in rows} - {BASE}, _axes()[0])]
+
+
+def _option_grids(sec: Section, rows: list[dict], split: str) -> None:
+    """One domain × difficulty table per option (the base's table format), all from scores.parquet."""
+    held = [r for r in rows if r.get("split") == split]
+    for o in options_of(held):
+        counts = tally([r for r in held if str(r.get("option")) == o])
+        if counts:
+            who = "Base" if o == BASE else f"Base + {o} adapter"
+            grid(sec, counts, *totals(counts), f"{who} ({split} split)", None)
 
 
 def _per_domain(rows: list[dict], split: str) -> dict[str, dict[str, float]]:
@@ -79,13 +101,14 @@ def section(run: RunData) -> Section:
         sec.add(Note(f"flagged: {', '.join(sorted(flagged))} — these adapters do not beat the base on "
                      "their own domain by the configured minimum (modifiers.min_uplift_pp)", "warn"))
     path = run.path("modifiers", "scores", "scores.parquet")
-    if path is not None:
-        score_rows = Inline(run, sec).rows(path, "modifiers", ["split", "domain", "option", "passed"])
-        split = "test" if any(r.get("split") == "test" for r in score_rows or []) else "val"
-        if grid := _uplift_grid(_per_domain(score_rows or [], split), split):
-            sec.add(grid[0])
-            figures.append(grid[1])
+    score_rows = (Inline(run, sec).rows(path, "modifiers", COLUMNS) or []) if path else []
+    split = held_out_split(score_rows)
+    if uplift := _uplift_grid(_per_domain(score_rows, split), split):
+        sec.add(uplift[0])
+        figures.append(uplift[1])
     sec.add(*figures)  # side by side: own-domain uplift next to the all-domains heatmap
-    if not domains and path is None:
-        sec.add(Note("modifiers: no adapter metrics and no scores.parquet"))
+    _option_grids(sec, score_rows, split)
+    if path is None:
+        sec.add(Note("modifiers: no scores.parquet, so no pass rates per domain × difficulty"
+                     if domains else "modifiers: no adapter metrics and no scores.parquet"))
     return sec

@@ -43,10 +43,33 @@ def crosstab(rows: list[dict]) -> Counts:
     return out
 
 
+def tally(rows: list[dict]) -> Counts:
+    """Per-row verdicts with `domain` and `difficulty` columns (scores.parquet, routed rows)."""
+    out: Counts = {}
+    for r in rows:
+        c = out.setdefault((str(r.get("domain")), str(r.get("difficulty"))), [0, 0])
+        c[0] += bool(r.get("passed"))
+        c[1] += 1
+    return out
+
+
+def totals(counts: Counts) -> tuple[dict[str, tuple[Any, Any]], tuple[Any, Any, Any]]:
+    """`grid`'s margins and overall (rate, passed, total) summed from the cells themselves, for
+    sources that have no score file of their own."""
+    sums: dict[str, list[int]] = {}
+    for (d, f), (p, n) in counts.items():
+        for k in (d, f):
+            s = sums.setdefault(k, [0, 0])
+            s[0], s[1] = s[0] + p, s[1] + n
+    passed, total = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+    return ({k: (p / n, n) for k, (p, n) in sums.items() if n},
+            (passed / total if total else None, passed, total))
+
+
 def grid(sec: Section, counts: Counts, margins: dict[str, tuple[Any, Any]],
-         overall: tuple[Any, Any, Any], who: str, png_name: str) -> None:
-    """Domain × difficulty table (cells from items, margins from the stage's own score file)
-    and its heatmap."""
+         overall: tuple[Any, Any, Any], who: str, png_name: str | None) -> None:
+    """Domain × difficulty table (cells from items, margins from the stage's own score file or
+    `totals`) and, unless `png_name` is None, its heatmap."""
     doms_c, diffs_c = _axes()
     doms = ordered({d for d, _ in counts} | {k for k in margins if k not in diffs_c}, doms_c)
     diffs = ordered({f for _, f in counts} | {k for k in margins if k in diffs_c}, diffs_c)
@@ -63,7 +86,7 @@ def grid(sec: Section, counts: Counts, margins: dict[str, tuple[Any, Any]],
     rows.append(["all", *[margin(f) for f in diffs], rate(*overall)])
     sec.add(Table(["domain", *diffs, "all"], rows, f"{who}: pass rate per domain × difficulty",
                   numeric=tuple(range(1, len(diffs) + 2)), total_row=True))
-    if counts:
+    if counts and png_name:
         matrix = [[(c[0] / c[1]) if (c := counts.get((d, f))) and c[1] else None for f in diffs]
                   for d in doms]
         top = max([v for r in matrix for v in r if v is not None] + [0.05])

@@ -5,18 +5,23 @@ under `routers.<name>` (`classification`, `anchors`, `routing`, `operating_point
 `selection`; see `cogumi_ray.route.report.router_report`) and the saved one named by `chosen`.
 For the chosen router: the confusion matrix, per-class precision/recall, accuracy against the
 majority option, ECE/NLL before and after temperature, and the quality/cost curve with its anchors
-and APGR/CPT; then all routers side by side, the escalation detector and the stage's own plot.
+and APGR/CPT; the routed and oracle pass rates per domain × difficulty (the stage's `routed`
+option per held-out row joined with the modifiers stage's scores.parquet); then all routers side
+by side, the escalation detector and the stage's own plot.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from cogumi_ray import storage
 from cogumi_ray.reports import plots
 from cogumi_ray.reports.doc import Figure, Note, Section, Stats, Table, Text
 from cogumi_ray.reports.fmt import DASH, is_num, num, pct
 from cogumi_ray.reports.load import RunData
 from cogumi_ray.reports.sections.common import Inline, expect, gate
+from cogumi_ray.reports.sections.modifiers import COLUMNS
+from cogumi_ray.reports.sections.quality import Counts, grid, tally, totals
 
 STAGE = "router"
 
@@ -123,6 +128,66 @@ def _routing(r: dict[str, Any], base_cost: Any) -> list[Table | Figure | Text]:
     return out
 
 
+def _scores_path(run: RunData, routed: dict[str, Any]) -> str | None:
+    """The modifiers stage's scores.parquet, else the one the router stage read."""
+    if path := run.path("modifiers", "scores", "scores.parquet"):
+        return path
+    given = routed.get("scores")
+    return given if isinstance(given, str) and storage.exists(given) else None
+
+
+def _routed_counts(rows: list[dict], choice: dict[str, Any], split: str) -> tuple[Counts, Counts, int]:
+    """(routed, oracle, rows without a verdict for their routed option): a routed row passes iff
+    its chosen option passed it; the oracle passes a row iff any option did."""
+    verdict: dict[tuple[str, str], bool] = {}
+    slot: dict[str, tuple[str, str]] = {}
+    for r in rows:
+        if r.get("split") == split:
+            qid = str(r.get("id"))
+            verdict[(qid, str(r.get("option")))] = bool(r.get("passed"))
+            slot[qid] = (str(r.get("domain")), str(r.get("difficulty")))
+    routed, missing = [], 0
+    for qid, option in choice.items():
+        if (qid, str(option)) not in verdict:
+            missing += 1
+            continue
+        d, f = slot[qid]
+        routed.append({"domain": d, "difficulty": f, "passed": verdict[(qid, str(option))]})
+    any_pass = {q: False for q in slot}
+    for (q, _), ok in verdict.items():
+        any_pass[q] = any_pass[q] or ok
+    oracle = [{"domain": slot[q][0], "difficulty": slot[q][1], "passed": any_pass[q]} for q in slot]
+    return tally(routed), tally(oracle), missing
+
+
+def _routed(run: RunData, inline: Inline, sec: Section, rep: dict[str, Any]) -> None:
+    routed = _d(rep.get("routed"))
+    choice = _d(routed.get("option"))
+    if not choice:
+        sec.add(Note("router: report.json records no routed option per held-out row (a router "
+                     "stage from before that was added); re-run the router stage for the routed "
+                     "pass rates per domain × difficulty"))
+    path = _scores_path(run, routed)
+    if path is None:
+        sec.add(Note("router: no scores.parquet (modifiers stage), so no routed or oracle pass "
+                     "rates per domain × difficulty"))
+        return
+    split = str(routed.get("split") or "test")
+    rows = inline.rows(path, STAGE, COLUMNS) or []
+    by_routed, by_oracle, missing = _routed_counts(rows, choice, split)
+    if choice and by_routed:
+        sec.add(Text(f"Routed pass rates: each {split} row answered by the option the saved router "
+                     f"({routed.get('router', DASH)}, {routed.get('policy', DASH)} policy) chose for "
+                     "it, passing iff that option passed the row in scores.parquet; the oracle "
+                     "passes a row iff any option did."))
+        grid(sec, by_routed, *totals(by_routed), f"Routed ({split} split)", "routed_pass_rates.png")
+    if missing:
+        sec.add(Note(f"router: {missing} of {len(choice)} routed rows have no verdict for their "
+                     f"option in {path} ({split} split); they are left out", "warn"))
+    if by_oracle:
+        grid(sec, by_oracle, *totals(by_oracle), f"Oracle ({split} split)", None)
+
+
 def _compare(routers: dict[str, Any], chosen: str, select_by: Any) -> Table:
     rows = []
     for name, r in routers.items():
@@ -190,6 +255,7 @@ def section(run: RunData) -> Section | None:
             sec.add(pc)
         sec.add(_calibration(cls, _d(r.get("train"))))
         sec.add(*_routing(r, _d(rep.get("costs")).get(str(_first(rep.get("options"))))))
+        _routed(run, inline, sec, rep)
         if isinstance(rep.get("tune"), dict):
             sec.add(_tuned(rep["tune"]))
         sec.add(_compare(routers, chosen, rep.get("select_by")))
