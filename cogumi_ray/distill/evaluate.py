@@ -2,7 +2,9 @@
 
 Both models are scored by the same engine kind with the same decoding on the same examples, so
 the difference is the retraining's. Scoring needs a local model folder, so an engine that cannot
-load one (an HTTP endpoint, llama.cpp's GGUF) is replaced by the HF engine here.
+load one (an HTTP endpoint, llama.cpp's GGUF) is replaced by the HF engine here. Rows of every
+domain count, a new domain's too (graded by the suite verifier that fits them, `eval.verifiers`);
+rows no verifier fits are counted, per domain, not scored.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def score(cfg: CogumiConfig, model: str, examples: list[Example],
 
 
 def compare(before: SuiteScore, after: SuiteScore) -> dict[str, Any]:
-    """Flat metrics: pass_rate_before/after/delta overall and per domain."""
+    """Flat metrics: pass_rate_before/after/delta overall and per domain, and the rows no verifier
+    grades, per domain (`eval_unverifiable.<domain>`: the same rows for both models)."""
     out: dict[str, Any] = {}
 
     def put(name: str, b: float, a: float) -> None:
@@ -49,4 +52,6 @@ def compare(before: SuiteScore, after: SuiteScore) -> dict[str, Any]:
     for domain in sorted(set(before.by_domain) | set(after.by_domain)):
         b, a = before.by_domain.get(domain), after.by_domain.get(domain)
         put(domain, b.rate if b else 0.0, a.rate if a else 0.0)
+    for domain, n in sorted({**after.unverifiable, **before.unverifiable}.items()):
+        out[f"eval_unverifiable.{domain}"] = n
     return out

@@ -3,7 +3,9 @@
 - `eval` (`cogumi eval`): the configured engine over HumanEval, GSM8K and the held-out suite;
   report.json + items.parquet; unmet quality gates fail the stage (the CLI exits 2).
 - `eval_base`: the trained base's pass rates on the held-out suite split (per domain, per
-  difficulty), the number later stages (distillation, modifiers) have to beat.
+  difficulty), the number later stages (distillation, modifiers) have to beat. Every domain's
+  rows count, a new domain's too, each graded by the suite verifier that fits it; rows no
+  verifier fits are counted per domain (`unverifiable.<domain>`), not scored.
 """
 
 from __future__ import annotations
@@ -96,18 +98,28 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
 def score_model(cfg: CogumiConfig, model: str | None, examples: list[Example],
                 engine: EngineConfig | None = None, cache: str | None = None) -> SuiteScore:
     """The suite score of `model` on `examples` with `engine` (default: the eval engine) and
-    the eval section's decoding. With `cache` (a directory, see `score_cache`), a greedy score
-    already computed for the same model files, rows, engine and decoding is read, not redone."""
+    the eval section's decoding: every row a suite verifier fits, under its own domain (a new
+    domain's rows included, see `eval.verifiers`); the rest counted in `unverifiable`. With
+    `cache` (a directory, see `score_cache`), a greedy score already computed for the same model
+    files, rows, engine and decoding is read, not redone."""
+    from dataclasses import replace
+
     from cogumi_ray.eval import score_cache
     from cogumi_ray.eval.suite import score_suite
+    from cogumi_ray.eval.verifiers import borrows_verifier, unverifiable
     from cogumi_ray.generate.engines import make_engine
 
     engine = engine or engine_config(cfg)
     key = (score_cache.key(model, examples, engine, cfg.eval.params, cfg.eval.batch_size)
            if cache and cfg.eval.cache_scores else None)
+    if key and any(borrows_verifier(ex) for ex in examples):
+        # Rows of a domain the suite does not make used to be left out of the score; a set that
+        # holds some gets a key of its own, so an entry written before they were graded cannot
+        # stand for them. Sets of suite rows only keep their key (and their cached scores).
+        key = storage.hash_object({"key": key, "grading": "verifier fitting each row"})
     if key and (hit := score_cache.load(cache, key)) is not None:
         log.info("suite score of %s on %d rows: cached (%s)", model, len(examples), key[:12])
-        return hit
+        return replace(hit, unverifiable=unverifiable(examples))  # the entry holds graded rows
     eng = make_engine(engine, model)
     try:
         score = score_suite(eng, examples, params=cfg.eval.params,

@@ -5,15 +5,16 @@ An "option" is one way to answer a query: `base`, or base + one domain's adapter
 answers the same held-out rows with the eval engine (greedy) and the suite's verifiers grade
 them, so the numbers are comparable with eval_base's.
 
-Domains are free names. A row of a domain the suite does not generate is graded by the suite
-verifier its metadata fits (`verifier_domain`) and keeps its own domain in every score; a row no
-verifier can grade is not scored, and is counted per domain (`Scorable.unverifiable`).
+Domains are free names: `score_model` grades a row of a domain the suite does not generate by the
+suite verifier that fits it and keeps it under its own domain (`eval.verifiers`, the one mapping
+eval_base and distill use too); a row no verifier can grade is not scored, and is counted per
+domain (`Scorable.unverifiable`).
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray import storage
@@ -24,71 +25,31 @@ if TYPE_CHECKING:
     from cogumi_ray.eval.suite import SuiteScore
 
 BASE = "base"
-# Verifier data a row may carry -> the suite domain whose verifier reads it, in verify()'s own
-# order (code's tests and automation's call before the text checks; math's bare answer last).
-_VERIFIER_DATA = (("tests", "code"), ("call", "automation"), ("order", "general"),
-                  ("expected", "general"), ("answer", "math"))
-
-
-def verifier_domain(ex: Example) -> str | None:
-    """The suite domain whose verifier grades `ex`, or None when none can.
-
-    A suite row is graded as its own domain. A row of any other domain (e.g. suite tasks
-    relabelled 'legal', or a new domain's rows written in the suite's format) is graded by the
-    verifier that `metadata["verifier"]` names, else by the one whose data it carries.
-    """
-    from cogumi_ray.data.suite.verify import can_verify
-
-    if can_verify(ex):
-        return ex.domain
-    named = ex.metadata.get("verifier")
-    for d in [str(named)] if named else [d for key, d in _VERIFIER_DATA if key in ex.metadata]:
-        if can_verify(replace(ex, domain=d)):
-            return d
-    return None
 
 
 @dataclass
 class Scorable:
-    """The rows the options answer, split by split, ready for the suite verifiers."""
+    """The rows the options answer, split by split, exactly as read (so a split's score is the
+    run's score cache entry for those rows, e.g. eval_base's of the held-out split)."""
 
-    splits: dict[str, list[Example]]  # verifiable rows, each labelled with its verifier's domain
-    domains: dict[str, str]  # id -> own domain, for rows graded under another domain's verifier
+    splits: dict[str, list[Example]]  # splits with at least one verifiable row
     unverifiable: dict[str, int]  # domain -> rows (all splits) no verifier can grade: not scored
+    # Scores carry each row's own domain already; nothing is relabelled, so nothing to restore.
+    # TODO(modifiers/stage.py): drop `domains` and `own_domains` once the stage stops using them.
+    domains: dict[str, str] = field(default_factory=dict)
 
 
 def scorable(splits: dict[str, list[Example]]) -> Scorable:
-    """Keep the verifiable rows of each split (a split without any is dropped). Suite rows pass
-    through unchanged, so the base's score of a suite split is still the score cache's entry."""
-    out: dict[str, list[Example]] = {}
-    domains: dict[str, str] = {}
-    unverifiable: dict[str, int] = {}
-    for split, examples in splits.items():
-        keep = []
-        for ex in examples:
-            d = verifier_domain(ex)
-            if d is None:
-                unverifiable[ex.domain] = unverifiable.get(ex.domain, 0) + 1
-                continue
-            if d != ex.domain:
-                domains[ex.id] = ex.domain
-                ex = replace(ex, domain=d)
-            keep.append(ex)
-        if keep:
-            out[split] = keep
-    return Scorable(out, domains, dict(sorted(unverifiable.items())))
+    """Keep the splits a suite verifier can grade some row of, and count the rows none can."""
+    from cogumi_ray.eval.verifiers import unverifiable, verifier_domain
+
+    keep = {s: ex for s, ex in splits.items() if any(verifier_domain(e) for e in ex)}
+    return Scorable(keep, unverifiable(e for ex in splits.values() for e in ex))
 
 
 def own_domains(score: SuiteScore, domains: dict[str, str]) -> SuiteScore:
-    """`score` with each row back under its own domain (see `scorable`), tallies recomputed."""
-    from cogumi_ray.eval.scores import BenchmarkScore
-    from cogumi_ray.eval.suite import SuiteScore
-
-    if not any(it.id in domains for it in score.items):
-        return score
-    items = [replace(it, group={**it.group, "domain": domains[it.id]}) if it.id in domains else it
-             for it in score.items]
-    return SuiteScore.from_benchmark(BenchmarkScore.from_items("suite", items))
+    """`score` as it is: `score_model` already reports every row under its own domain."""
+    return score
 
 
 @dataclass

@@ -20,7 +20,7 @@ from cogumi_ray.data.config import SuiteConfig
 from cogumi_ray.data.schema import Example, arrow_schema
 from cogumi_ray.eval.scores import ItemResult, Tally
 from cogumi_ray.eval.suite import SuiteScore
-from cogumi_ray.modifiers.scoring import own_domains, scorable, verifier_domain
+from cogumi_ray.modifiers.scoring import own_domains, scorable
 
 
 def _write(path: Path, rows: list[Example]) -> str:
@@ -33,34 +33,19 @@ def _poetry(n: int) -> list[Example]:
                     domain="poetry") for i in range(n)]
 
 
-def test_rows_of_a_new_domain_are_graded_by_the_verifier_their_metadata_fits():
-    ex = Example("1", "Spell cat backwards.", "tac", domain="legal", metadata={"expected": "tac"})
-    assert verifier_domain(ex) == "general"
-    assert verifier_domain(replace(ex, domain="general")) == "general"  # suite rows: their own
-    assert verifier_domain(replace(ex, metadata={"answer": 4})) == "math"
-    assert verifier_domain(replace(ex, metadata={"tests": "assert f() == 1"})) == "code"
-    assert verifier_domain(replace(ex, metadata={"answer": 4, "verifier": "math"})) == "math"
-    # a named verifier whose data the row lacks does not fall back to another
-    assert verifier_domain(replace(ex, metadata={"expected": "tac", "verifier": "math"})) is None
-    assert verifier_domain(_poetry(1)[0]) is None
-
-
-def test_scorable_keeps_verifiable_rows_counts_the_rest_and_restores_domains():
+def test_scorable_keeps_rows_as_read_and_counts_the_unverifiable():
     legal = Example("l1", "Spell cat backwards.", "tac", domain="legal",
                     metadata={"expected": "tac"})
     suite = Example("g1", "Spell dog backwards.", "god", domain="general",
                     metadata={"expected": "god"})
-    sc = scorable({"test": [legal, suite, *_poetry(2)], "val": _poetry(1)})
+    test = [legal, suite, *_poetry(2)]
+    sc = scorable({"test": test, "val": _poetry(1)})
     assert set(sc.splits) == {"test"}  # no verifiable validation row: that split is dropped
-    assert [(e.id, e.domain) for e in sc.splits["test"]] == [("l1", "general"), ("g1", "general")]
-    assert sc.splits["test"][1] is suite  # suite rows unchanged: the score cache still hits
-    assert sc.domains == {"l1": "legal"} and sc.unverifiable == {"poetry": 3}
-    items = [ItemResult("suite", "l1", True, "ok", "tac", {"domain": "general"}),
-             ItemResult("suite", "g1", False, "no", "x", {"domain": "general"})]
-    score = own_domains(SuiteScore(Tally(1, 2), {"general": Tally(1, 2)}, {}, items), sc.domains)
-    assert [it.group["domain"] for it in score.items] == ["legal", "general"]
-    assert {d: (t.passed, t.total) for d, t in score.by_domain.items()} == {
-        "legal": (1, 1), "general": (0, 1)}
+    # rows unchanged (no relabelling): the split's score is the run's score cache entry for them
+    assert sc.splits["test"] is test and sc.unverifiable == {"poetry": 3}
+    score = SuiteScore(Tally(1, 1), {"legal": Tally(1, 1)}, {},
+                       [ItemResult("suite", "l1", True, "ok", "tac", {"domain": "legal"})])
+    assert own_domains(score, sc.domains) is score
 
 
 @pytest.fixture(scope="module")
