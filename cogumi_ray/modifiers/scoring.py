@@ -14,7 +14,7 @@ domain (`Scorable.unverifiable`).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray import storage
@@ -34,9 +34,6 @@ class Scorable:
 
     splits: dict[str, list[Example]]  # splits with at least one verifiable row
     unverifiable: dict[str, int]  # domain -> rows (all splits) no verifier can grade: not scored
-    # Scores carry each row's own domain already; nothing is relabelled, so nothing to restore.
-    # TODO(modifiers/stage.py): drop `domains` and `own_domains` once the stage stops using them.
-    domains: dict[str, str] = field(default_factory=dict)
 
 
 def scorable(splits: dict[str, list[Example]]) -> Scorable:
@@ -45,11 +42,6 @@ def scorable(splits: dict[str, list[Example]]) -> Scorable:
 
     keep = {s: ex for s, ex in splits.items() if any(verifier_domain(e) for e in ex)}
     return Scorable(keep, unverifiable(e for ex in splits.values() for e in ex))
-
-
-def own_domains(score: SuiteScore, domains: dict[str, str]) -> SuiteScore:
-    """`score` as it is: `score_model` already reports every row under its own domain."""
-    return score
 
 
 @dataclass

@@ -185,7 +185,6 @@ def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
     from cogumi_ray.modifiers.scoring import (
         BASE,
         OptionRows,
-        own_domains,
         scorable,
         score_adapter,
         uplift,
@@ -207,14 +206,12 @@ def _score(cfg: CogumiConfig, inputs: dict[str, str], adapters: dict[str, str],
                     "outside the task suite); adapters are not scored")
         return {"scored": False, **metrics}
     cache = cache_dir(run_dir)
-    rows = [OptionRows(BASE, s, own_domains(score_model(cfg, inputs["model"], ex, cache=cache),
-                                            rows_in.domains))
+    rows = [OptionRows(BASE, s, score_model(cfg, inputs["model"], ex, cache=cache))
             for s, ex in splits.items()]
     base_test = next((r.score for r in rows if r.split == "test"), None)
     flagged, unscored = [], []
     for domain, adapter_dir in adapters.items():
-        scores = {s: own_domains(sc, rows_in.domains)
-                  for s, sc in score_adapter(cfg, inputs["model"], adapter_dir, splits, cache).items()}
+        scores = score_adapter(cfg, inputs["model"], adapter_dir, splits, cache)
         rows += [OptionRows(domain, s, sc) for s, sc in scores.items()]
         if base_test is None or "test" not in scores:
             continue

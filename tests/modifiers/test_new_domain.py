@@ -18,9 +18,7 @@ from testkit import FAST_TRAIN
 from cogumi_ray.config import CogumiConfig
 from cogumi_ray.data.config import SuiteConfig
 from cogumi_ray.data.schema import Example, arrow_schema
-from cogumi_ray.eval.scores import ItemResult, Tally
-from cogumi_ray.eval.suite import SuiteScore
-from cogumi_ray.modifiers.scoring import own_domains, scorable
+from cogumi_ray.modifiers.scoring import scorable
 
 
 def _write(path: Path, rows: list[Example]) -> str:
@@ -43,9 +41,6 @@ def test_scorable_keeps_rows_as_read_and_counts_the_unverifiable():
     assert set(sc.splits) == {"test"}  # no verifiable validation row: that split is dropped
     # rows unchanged (no relabelling): the split's score is the run's score cache entry for them
     assert sc.splits["test"] is test and sc.unverifiable == {"poetry": 3}
-    score = SuiteScore(Tally(1, 1), {"legal": Tally(1, 1)}, {},
-                       [ItemResult("suite", "l1", True, "ok", "tac", {"domain": "legal"})])
-    assert own_domains(score, sc.domains) is score
 
 
 @pytest.fixture(scope="module")
