@@ -192,6 +192,13 @@ class SessionStore:
             "UPDATE turns SET option = ?, confidence = ? WHERE id = (SELECT id FROM turns WHERE "
             "session_id = ? ORDER BY turn DESC LIMIT 1)", (option, confidence, session_id)))
 
+    def forget(self, request_id: str) -> int:
+        """Delete the turns recorded for `request_id`: the request failed after it was routed
+        (e.g. its model replica died), so the conversation never got that answer and the
+        client's retry records the turn again. Returns how many turns."""
+        return self._write(lambda db: db.execute(
+            "DELETE FROM turns WHERE request_id = ?", (request_id,)).rowcount)
+
     def feedback(self, session_id: str, turn: int, value: int) -> None:
         if value not in (-1, 1):
             raise DataError(f"feedback must be +1 or -1, got {value!r}")

@@ -3,7 +3,10 @@ to the Generator deployment under that option's multiplexed model id.
 
 With session memory, a turn the base answers in a session that has mostly needed a modifier so
 far also pre-loads that modifier on a Generator replica (`warm`, not awaited): the session's next
-turn, likely routed back to it, then finds its adapter loaded.
+turn, likely routed back to it, then finds its adapter loaded. The policy records a turn when it
+decides; a request that then fails before any answer reaches the client (a Generator replica
+killed under it: a 503 the client retries) has its turn deleted again, so the store holds the
+answered turns only, each once.
 """
 
 from __future__ import annotations
@@ -96,13 +99,25 @@ class Router:
         return {"warmups": dict(self._warmups),
                 "expired_sessions": self.learned.expired if self.learned is not None else 0}
 
-    async def _decide_off_loop(self, request: GenerationRequest, stream: bool) -> Decision:
+    async def _decide_off_loop(self, request: GenerationRequest, stream: bool,
+                               rid: str | None) -> Decision:
         # A learned policy embeds the query (~20 ms of CPU) and writes SQLite: keep the replica's
         # event loop free.
-        decision, warm = await asyncio.to_thread(self._decide, request, stream, request_id())
+        decision, warm = await asyncio.to_thread(self._decide, request, stream, rid)
         if warm is not None:
             self._warm(warm)
         return decision
+
+    async def _forget(self, rid: str | None) -> None:
+        """Undo the turn recorded for request `rid`, which got no answer."""
+        if self.learned is None or self.learned.memory is None or rid is None:
+            return
+        try:
+            gone = await asyncio.to_thread(self.learned.memory.forget, rid)
+        except Exception as e:  # the error the client gets matters more than this row
+            log.warning("request %s failed; deleting its recorded turn failed too: %s", rid, e)
+            return
+        log.info("request %s failed before answering; %d recorded turn(s) deleted", rid, gone)
 
     def _warm(self, adapter: str) -> None:
         self._warmups[adapter] = self._warmups.get(adapter, 0) + 1
@@ -118,12 +133,25 @@ class Router:
             log.warning("pre-loading adapter %s failed: %s", adapter, e)
 
     async def complete(self, request: GenerationRequest) -> Routed:
-        decision = await self._decide_off_loop(request, stream=False)
-        results = await self._to(decision).generate.remote(request)
+        rid = request_id()
+        decision = await self._decide_off_loop(request, False, rid)
+        try:
+            results = await self._to(decision).generate.remote(request)
+        except BaseException:  # failed, timed out or cancelled: the client got no answer
+            await asyncio.shield(self._forget(rid))
+            raise
         return Routed(decision, results)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Decision | Piece]:
-        decision = await self._decide_off_loop(request, stream=True)
+        rid = request_id()
+        decision = await self._decide_off_loop(request, True, rid)
         yield decision
-        async for piece in self._to(decision, stream=True).stream.remote(request):
-            yield piece
+        answered = False  # once a piece is out, the client has (part of) the answer: keep the turn
+        try:
+            async for piece in self._to(decision, stream=True).stream.remote(request):
+                answered = True
+                yield piece
+        except Exception:
+            if not answered:
+                await self._forget(rid)
+            raise
