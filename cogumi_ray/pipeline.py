@@ -41,7 +41,9 @@ class Stage:
     name: str
     target: str  # "module:function", imported only when the stage runs
     sections: tuple[str, ...]  # config sections whose values the stage's hash covers
-    inputs: Callable[[CogumiConfig], dict[str, str]]  # input name -> "stage.output" or a path/URI
+    # input name -> "stage.output" or a path/URI; "stage.output?" is optional: left out (logged)
+    # when that stage has not finished in the run or has no such output
+    inputs: Callable[[CogumiConfig], dict[str, str]]
     command: tuple[str, ...]  # CLI words, e.g. ("data", "curate")
     help: str
     options: tuple[Option, ...] = field(default_factory=tuple)
@@ -239,7 +241,10 @@ STAGES: tuple[Stage, ...] = (
         target="cogumi_ray.route.stage:run",
         sections=("route",),
         inputs=lambda cfg: {"scores": "modifiers.scores", "val": "curate.val",
-                            "test": f"curate.{cfg.eval.suite_split}"},
+                            "test": f"curate.{cfg.eval.suite_split}",
+                            # the base's calibrated confidence as a router feature
+                            "calibrator": "compress.calibrator?", "gguf": "compress.gguf?",
+                            "base": "compress.model?"},
         command=("router", "train"),
         help="Learned router (MLP / kNN / logistic regression on MiniLM+PCA, temperature-"
         "calibrated) on the modifiers' per-row verdicts; RouteLLM-style report; escalation "
@@ -293,6 +298,12 @@ def _is_ref(value: str) -> bool:
     return bool(dot) and "/" not in value and any(s.name == stage for s in STAGES)
 
 
+def _finished(ctx: RunContext, ref: str) -> bool:
+    stage, _, name = ref.partition(".")
+    rec = ctx.manifest.stages.get(stage)
+    return rec is not None and rec.status == "done" and name in rec.outputs
+
+
 def run_pipeline(
     cfg: CogumiConfig,
     *,
@@ -331,6 +342,12 @@ def run_pipeline(
         inputs: dict[str, str] = {}
         hashes: dict[str, str] = {}
         for key, ref in stage.inputs(cfg).items():
+            if ref.endswith("?"):
+                ref = ref[:-1]
+                if not _finished(ctx, ref):
+                    log.info("stage %s: optional input %s (%s) is not in this run; going without",
+                             stage.name, key, ref)
+                    continue
             if _is_ref(ref):
                 inputs[key], hashes[key] = ctx.output(ref), ctx.output_hash(ref)
             else:

@@ -13,6 +13,9 @@ API (the compress stage calls these; nothing here is a stage):
   Columns (``FEATURES``): mean log-prob of the chosen tokens, mean entropy of the next-token
   distribution (nats), min log-prob, mean top-1 minus top-2 probability. Generation stops early at
   an end-of-generation token (which is counted). ``raw_confidence(f) = exp(mean log-prob)``.
+- ``gguf_prefix_features(gguf_path, prompt_token_ids, ks)`` / ``hf_prefix_features(model_dir,
+  prompts, ks)`` -> (len(ks), rows, 4): the same features after each k of `ks` generated tokens,
+  from one greedy run of max(ks) tokens per prompt (a prefix's features are those of its steps).
 - ``calibrate(features_fit, labels_fit, features_eval, labels_eval, bins) -> CalibrationReport``:
   fits temperature scaling (of the raw confidence's logit) and Platt scaling (standardised logistic
   regression on the features) on the fit split, reports ECE/Brier/NLL of raw, temperature and Platt
@@ -67,6 +70,25 @@ def _row(steps: list[tuple[int, float, float, float]]) -> list[float]:
             float(np.mean([s[3] for s in steps]))]
 
 
+def _prefix_rows(steps: list[tuple[int, float, float, float]], ks: Sequence[int]) -> list[list[float]]:
+    """`_row` of the first k steps for each k in `ks` (a generation that stopped at an end token
+    before k has only its own steps: exactly what a run of k tokens would have read)."""
+    return [_row(steps[:k]) for k in ks]
+
+
+def _check_ks(ks: Sequence[int]) -> list[int]:
+    if not ks:
+        raise DataError("prefix features need at least one token count (ks is empty)")
+    for k in ks:
+        _check_first_tokens(k)
+    return [int(k) for k in ks]
+
+
+def _stack(rows: list[list[list[float]]], n_ks: int) -> np.ndarray:
+    """(rows, ks, features) lists -> (ks, rows, features)."""
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), n_ks, len(FEATURES)).transpose(1, 0, 2)
+
+
 def _check_first_tokens(first_tokens: int) -> None:
     if first_tokens < 1:
         raise DataError(f"first_tokens must be >= 1 (got {first_tokens}); see compress.calibration")
@@ -109,38 +131,52 @@ def _hf_steps(model: Any, ids: list[int], first_tokens: int, eos: set[int]) -> l
 def hf_features(model_dir: str, prompts: Sequence[str], first_tokens: int, *,
                 dtype: str = "auto", device: str = "cpu") -> np.ndarray:
     """Features (rows x len(FEATURES)) of `prompts` (instructions) read by transformers."""
+    return hf_prefix_features(model_dir, prompts, [first_tokens], dtype=dtype, device=device)[0]
+
+
+def hf_prefix_features(model_dir: str, prompts: Sequence[str], ks: Sequence[int], *,
+                       dtype: str = "auto", device: str = "cpu") -> np.ndarray:
+    """(len(ks), rows, len(FEATURES)): `hf_features` after each k of `ks` generated tokens."""
     import torch
 
     from cogumi_ray.models.chat import build_prompt, encode_chat
     from cogumi_ray.models.load import load_model_and_tokenizer
 
-    _check_first_tokens(first_tokens)
+    ks = _check_ks(ks)
     model, tok = load_model_and_tokenizer(model_dir, dtype=dtype, device=device)
     eos = _hf_eos_ids(model, tok)
     rows = []
     with torch.inference_mode():
         for p in prompts:
             ids = encode_chat(tok, build_prompt(tok, p))
-            rows.append(_row(_hf_steps(model, ids, first_tokens, eos)))
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+            rows.append(_prefix_rows(_hf_steps(model, ids, max(ks), eos), ks))
+    return _stack(rows, len(ks))
 
 
 def gguf_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]], first_tokens: int, *,
                   n_threads: int | None = None) -> np.ndarray:
     """Features (rows x len(FEATURES)) of pre-tokenised chat prompts read by llama.cpp."""
+    return gguf_prefix_features(gguf_path, prompt_token_ids, [first_tokens], n_threads=n_threads)[0]
+
+
+def gguf_prefix_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]],
+                         ks: Sequence[int], *, n_threads: int | None = None) -> np.ndarray:
+    """(len(ks), rows, len(FEATURES)): `gguf_features` after each k of `ks` generated tokens."""
     import llama_cpp
 
     from cogumi_ray.generate.engines.llama_load import open_llama
 
-    _check_first_tokens(first_tokens)
+    ks = _check_ks(ks)
+    first_tokens = max(ks)
     if not prompt_token_ids or any(len(ids) == 0 for ids in prompt_token_ids):
         raise DataError("gguf_features needs non-empty prompt token ids (use chat_token_ids)")
     # logits_all=True: llama.cpp fills `scores` only then; its (n_ctx x vocab) buffer is sized to
     # the longest prompt + the tokens read, not to a default context
     n_ctx = max(len(ids) for ids in prompt_token_ids) + first_tokens + 1
     try:
+        # n_threads_batch too: the prompt is one batch, read by cpu_count() threads by default
         llm = open_llama(gguf_path, n_ctx=n_ctx, logits_all=True, n_threads=n_threads,
-                         verbose=False)
+                         n_threads_batch=n_threads, verbose=False)
     except Exception as e:
         raise ModelError(f"cannot load GGUF {gguf_path!r}: {type(e).__name__}: {e}") from None
     rows = []
@@ -154,10 +190,10 @@ def gguf_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]], fir
                 if llama_cpp.llama_vocab_is_eog(llm._model.vocab, steps[-1][0]):
                     break
                 llm.eval([steps[-1][0]])
-            rows.append(_row(steps))
+            rows.append(_prefix_rows(steps, ks))
     finally:
         llm.close()
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
+    return _stack(rows, len(ks))
 
 
 def raw_confidence(features: np.ndarray) -> np.ndarray:

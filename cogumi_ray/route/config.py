@@ -31,12 +31,22 @@ class FeatureConfig(StrictModel):
     )
     extra_columns: list[str] = Field(
         default_factory=list,
-        description="Numeric columns of scores.parquet read from the base's rows (e.g. the base's "
-        "calibrated confidence 'base_confidence'); standardised and appended.",
+        description="Numeric columns of scores.parquet read from the base's rows; standardised and "
+        "appended (the base's confidence is computed by the stage: see base_confidence).",
     )
     session_features: bool = Field(
         False, description="Append session numbers (last option one-hot, last turn escalated, "
         "turns so far); rows without a session get zeros."
+    )
+    base_confidence: Literal["auto", "on", "off"] = Field(
+        "auto", description="The base's calibrated confidence (the compress stage's calibrator on "
+        "the served GGUF's first generated tokens) as a feature 'base_confidence': 'on', 'off', or "
+        "'auto' = train the routers with and without it and keep the better by out-of-fold "
+        "select_by on the validation rows. Without the compress stage's calibrator it is absent."
+    )
+    confidence_threads: int = Field(
+        1, ge=1, description="llama.cpp threads while reading the base's confidence (one is "
+        "fastest on a shared machine: more spin at barriers while others hold the cores)."
     )
 
 
@@ -181,6 +191,11 @@ class RouterConfig(StrictModel):
     )
     early_stop_fraction: float = Field(0.15, gt=0, lt=0.5, description="Validation rows for early stopping.")
     sweep_points: int = Field(21, ge=3, description="Cuts in the report's quality/cost table.")
+    threshold_offsets: list[float] = Field(
+        default_factory=lambda: [0.1, 0.0, -0.1, -0.2, -0.3], description="The report's table of "
+        "progressive settings: policy.thresholds shifted by each offset (clipped to [0, 1]); the "
+        "configured setting (offset 0) is always in it, beside the cut policy."
+    )
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     mlp: MLPConfig = Field(default_factory=MLPConfig)
     knn: KNNConfig = Field(default_factory=KNNConfig)

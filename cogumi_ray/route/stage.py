@@ -31,7 +31,9 @@ STAGE = "router"
 
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
-    return train_stage(cfg.route, ctx.stage_dir(STAGE), inputs)
+    compress = getattr(cfg, "compress", None)  # the calibrator read this many generated tokens
+    tokens = compress.calibration.first_tokens if compress is not None else None
+    return train_stage(cfg.route, ctx.stage_dir(STAGE), inputs, confidence_tokens=tokens)
 
 
 def _save_dir(write: Callable[[str], None], out: str) -> None:
@@ -45,14 +47,20 @@ def _save_dir(write: Callable[[str], None], out: str) -> None:
         fs.put(local.rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
 
 
-def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str]) -> StageOutput:
+def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str],
+                confidence_tokens: int | None = None) -> StageOutput:
+    """`inputs`: scores, val, test; optionally the compress stage's calibrator, gguf and base
+    (its HF folder), which give the base's confidence (`route.confidence`) after
+    `confidence_tokens` (the calibrator's first_tokens; None = the last progressive step)."""
     from cogumi_ray.route.bundle import RouterBundle
     from cogumi_ray.route.calibration import softmax
+    from cogumi_ray.route.confidence import read_base_confidence, with_confidence
     from cogumi_ray.route.escalation import build_detector
     from cogumi_ray.route.features import embed
     from cogumi_ray.route.labels import load_labels
     from cogumi_ray.route.report import operating_point, routed_options, router_report
-    from cogumi_ray.route.train import choose, train_routers
+    from cogumi_ray.route.thresholds import step_views, threshold_table
+    from cogumi_ray.route.train import choose, train_variants
     from cogumi_ray.runs import StageOutput
 
     missing = [k for k in ("scores", "val", "test") if k not in inputs]
@@ -63,8 +71,20 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str]) -> Stage
     if val.options != test.options:
         raise DataError(f"validation rows were scored for {val.options}, held-out rows for "
                         f"{test.options}; re-run the modifiers stage")
-    featurizer, slices, trained = train_routers(val, embed(val.texts, rc.features), rc)
-    x_test = featurizer.transform(embed(test.texts, rc.features), test.extras)
+    first_tokens = confidence_tokens or max(rc.policy.steps)
+    conf = read_base_confidence(val.texts + test.texts, [*rc.policy.steps, first_tokens], inputs,
+                                rc.features, out_dir)
+    conf_val, conf_test = (None, None) if conf is None else \
+        (conf.rows(slice(0, len(val))), conf.rows(slice(len(val), None)))
+    emb_test = embed(test.texts, rc.features)
+    variant, variants = train_variants(val, embed(val.texts, rc.features), None if conf_val is None
+                                       else conf_val.at(first_tokens), rc)
+    featurizer, slices, trained, reads = variant.featurizer, variant.slices, variant.trained, \
+        variant.name == "with"
+    tests = {v: with_confidence(test, conf_test.at(first_tokens)) if v == "with" else test
+             for v in variants if conf_test is not None or v == "without"}
+    test = tests[variant.name]  # a router reading the confidence: known after first_tokens
+    x_test = featurizer.transform(emb_test, test.extras)
     reports: dict[str, Any] = {}
     curves = {}
     for t in trained:
@@ -83,7 +103,9 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str]) -> Stage
             best_probs, test.passed, test.costs, test.options, res.policy)}
         outputs["thresholds"] = storage.join(out_dir, "tune_thresholds.json")
     detector, escalation = build_detector(rc.escalation, rc.seed)
-    bundle = RouterBundle(best.router, featurizer, rc.features, policy, [float(c) for c in val.costs])
+    saved_features = rc.features.model_copy(update={"base_confidence": "on" if reads else "off"})
+    bundle = RouterBundle(best.router, featurizer, saved_features, policy,
+                          [float(c) for c in val.costs])
 
     def write_router(local: str) -> None:
         bundle.save(local)
@@ -102,12 +124,20 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str]) -> Stage
               "routed": {"router": best.name, "policy": policy.kind, "split": "test",
                          "scores": inputs["scores"],
                          "option": routed_options(best_probs, test.ids, test.options, policy)}}
+    views = step_views(best.router, featurizer, emb_test, test.extras, conf_test if reads else None,
+                       list(policy.steps), first_tokens)
+    report["thresholds"] = threshold_table(views[0], views[1], test.passed, test.costs, policy,
+                                           rc.threshold_offsets, views[2])
+    report["base_confidence"] = _confidence_report(conf, variants, variant.name, tests, emb_test,
+                                                   rc, first_tokens)
     outputs["report"] = storage.join(out_dir, "report.json")
     storage.atomic_write_json(outputs["report"], report)
     outputs["plot"] = storage.join(out_dir, "routing.png")
     _write_plot(curves, chosen["anchors"], outputs["plot"],
                 (softmax(best.router.logits(x_test)), best_probs, test.targets))
-    return StageOutput(outputs=outputs, metrics=_headline(best.name, chosen, escalation, tuned))
+    return StageOutput(outputs=outputs, metrics={
+        **_headline(best.name, chosen, escalation, tuned),
+        **_policy_metrics(report["thresholds"], report["base_confidence"], rc.select_by)})
 
 
 def _write_plot(curves: dict[str, Any], anchor: dict[str, Any], out: str, reliability: Any) -> None:
@@ -131,4 +161,39 @@ def _headline(name: str, rep: dict[str, Any], esc: dict[str, Any],
     if tuned is not None:
         out.update(tuned_cut=tuned["cut"], tuned_thresholds=tuned["thresholds"],
                    tuned_test_pass_rate=tuned["test"]["pass_rate"])
+    return out
+
+
+def _confidence_report(conf: Any, variants: dict[str, Any], chosen: str, tests: dict[str, Any],
+                       emb_test: Any, rc: RouterConfig, first_tokens: int) -> dict[str, Any]:
+    """The base's confidence (per k) and the routers trained with and without it: out-of-fold
+    select_by on validation (what chose between them) and, for information, held-out numbers."""
+    from cogumi_ray.route.calibration import nll
+    from cogumi_ray.route.report import anchors, apgr_cpt, curve
+
+    out: dict[str, Any] = {"used": chosen == "with", "mode": rc.features.base_confidence,
+                           "first_tokens": first_tokens,
+                           "confidence": None if conf is None else conf.summary(), "variants": {}}
+    for name, v in variants.items():
+        test = tests[name]
+        probs = v.best.router.predict_proba(v.featurizer.transform(emb_test, test.extras))
+        a = anchors(test.passed, test.costs, test.options, test.domains)
+        out["variants"][name] = {
+            "router": v.best.name,
+            "val_" + rc.select_by: {t.name: t.selection[rc.select_by] for t in v.trained},
+            "test": {"accuracy": round(float((probs.argmax(axis=1) == test.targets).mean()), 4),
+                     "nll": round(nll(probs, test.targets), 4),
+                     "apgr": apgr_cpt(curve(probs, test.passed, test.costs), a["base_only"],
+                                      a["always_best_modifier"])["apgr"]}}
+    return out
+
+
+def _policy_metrics(table: list[dict[str, Any]], conf: dict[str, Any], select_by: str) -> dict[str, Any]:
+    """Headline numbers: the configured progressive setting, and the with/without comparison."""
+    out: dict[str, Any] = {"base_confidence_used": conf["used"]}
+    for name, v in conf["variants"].items():
+        out[f"val_{select_by}_{name}_confidence"] = v["val_" + select_by][v["router"]]
+    row = next(r for r in table if r["policy"] == "progressive" and r["configured"])
+    out.update({f"progressive_{k}": row[k] for k in ("pass_rate", "modifier_share", "mean_cost")})
+    out["progressive_switches"] = row["switches"]
     return out

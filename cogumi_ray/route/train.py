@@ -161,3 +161,37 @@ def train_routers(labels: LabelSet, emb: np.ndarray,
 def choose(trained: list[Trained], metric: str) -> Trained:
     """The best router by its out-of-fold score (the first configured wins ties)."""
     return max(trained, key=lambda t: t.selection[metric])
+
+
+@dataclass
+class Variant:
+    """The routers trained on one feature set (with or without the base's confidence)."""
+
+    name: str  # "with" or "without" (the base's confidence)
+    labels: LabelSet  # the validation rows, their extras as this variant reads them
+    featurizer: Featurizer
+    slices: Slices
+    trained: list[Trained]
+    best: Trained
+
+
+def train_variants(labels: LabelSet, emb: np.ndarray, confidence: np.ndarray | None,
+                   rc: RouterConfig) -> tuple[Variant, dict[str, Variant]]:
+    """Every router with and/or without `confidence` (validation rows' base confidence) as
+    route.features.base_confidence says; the chosen variant (the best out-of-fold select_by; the
+    one without on ties, it needs nothing from the base) and all trained variants."""
+    from cogumi_ray.route.confidence import with_confidence
+
+    mode = rc.features.base_confidence
+    names = ["without"] if confidence is None or mode == "off" else \
+        ["with"] if mode == "on" else ["without", "with"]
+    if confidence is None and mode == "on":
+        log.warning("route.features.base_confidence is 'on' but no compress calibrator is among "
+                    "the inputs: the router trains without it")
+    variants: dict[str, Variant] = {}
+    for name in names:
+        own = with_confidence(labels, confidence) if name == "with" else labels
+        featurizer, slices, trained = train_routers(own, emb, rc)
+        variants[name] = Variant(name, own, featurizer, slices, trained, choose(trained, rc.select_by))
+    chosen = max(variants.values(), key=lambda v: v.best.selection[rc.select_by])
+    return chosen, variants

@@ -149,3 +149,17 @@ def keyword_bundle(policy=None, router: str = "logreg"):
     r.calibrate(x[350:], y[350:])
     return RouterBundle(r, feat, FeatureConfig(session_features=True), policy or PolicyConfig(),
                         [1.0, 2.0, 2.0, 2.0])
+
+
+def hashed_embed(texts: list[str], fc: object = None):
+    """Bag of words, one fixed random vector per word: a stand-in for MiniLM in stage tests that
+    still separates the domains and the hard suffixes, in milliseconds."""
+    import zlib
+
+    import numpy as np
+
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in t.lower().replace(".", " ").replace(",", " ").replace(":", " ").split():
+            out[i] += np.random.default_rng(zlib.crc32(w.encode())).normal(size=64)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)

@@ -91,3 +91,27 @@ def test_stage_with_tune_saves_the_chosen_thresholds(synthetic, tmp_path, ray_se
     assert saved.cut == chosen["cut"] == out.metrics["tuned_cut"]
     assert saved.thresholds == chosen["thresholds"]
     assert 0 < out.metrics["tuned_test_pass_rate"] <= 1
+
+
+def test_without_compress_outputs_the_router_trains_without_confidence(stage):
+    out, report = stage
+    bc = report["base_confidence"]
+    assert bc["confidence"] is None and not bc["used"] and list(bc["variants"]) == ["without"]
+    assert out.metrics["base_confidence_used"] is False
+    assert RouterBundle.load(out.outputs["router"]).features.base_confidence == "off"
+    rows = report["thresholds"]  # the table still compares the threshold settings
+    configured = [r for r in rows if r["policy"] == "progressive" and r["configured"]]
+    assert len(configured) == 1 and configured[0]["thresholds"] == [0.85, 0.75, 0.65]
+    shares = [r["modifier_share"] for r in rows if r["policy"] == "progressive"]
+    assert shares == sorted(shares)  # thresholds fall down the table: more modifier calls
+    assert [r["decided_after"] for r in rows if r["policy"] == "cut"] == [0]
+
+
+def test_the_pipeline_wires_the_compress_outputs_as_optional_router_inputs(tmp_path):
+    from cogumi_ray.config import load_config
+    from cogumi_ray.pipeline import _finished, stage_by_name
+
+    ins = stage_by_name("router").inputs(load_config())
+    assert (ins["calibrator"], ins["gguf"], ins["base"]) == \
+        ("compress.calibrator?", "compress.gguf?", "compress.model?")
+    assert not _finished(RunContext(str(tmp_path)), "compress.calibrator")  # left out, not an error
