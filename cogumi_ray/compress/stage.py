@@ -125,7 +125,8 @@ def _ggufs(cfg: CogumiConfig, branch: str, hf: str, out: str) -> list[Variant]:
     return found
 
 
-def _measure(cfg: CogumiConfig, variants: list[Variant], examples: list[Any], out: str) -> None:
+def _measure(cfg: CogumiConfig, variants: list[Variant], examples: list[Any], out: str,
+             cache: str | None = None) -> None:
     from cogumi_ray.compress.pack import pack
     from cogumi_ray.compress.perplexity import gguf_perplexity, hf_perplexity, response_tokens
     from cogumi_ray.compress.variants import disk_bytes, gguf_speed, score
@@ -145,7 +146,7 @@ def _measure(cfg: CogumiConfig, variants: list[Variant], examples: list[Any], ou
         if v.kind == "gguf":
             v.prompt_tok_s, v.gen_tok_s = (round(x, 1) for x in gguf_speed(v.path, prompt))
         if v.kind != "gguf" or not v.name.endswith("/F16"):  # f16 GGUF == HF (export tests)
-            score(v, examples, cfg.eval.params, cfg.eval.batch_size, cfg.eval.exec_workers)
+            score(v, cfg, examples, cache)
         log.info("compress: %s %.2f MB ppl %.3f pass %s", v.name, v.size_bytes / 2**20,
                  v.perplexity, v.pass_rate)
 
@@ -192,6 +193,7 @@ def plot(variants: list[Variant], path: str) -> None:
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
     from cogumi_ray.compress.prune import prune_model
+    from cogumi_ray.eval import score_cache
     from cogumi_ray.eval.stage import read_examples
     from cogumi_ray.runs import StageOutput
 
@@ -224,7 +226,8 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
         awq_dir = awq_quantize(inputs["model"], storage.join(out, "awq"), calib_rows(cfg, inputs),
                                cc.awq)
         variants.append(Variant(f"awq/{cc.awq.scheme}", "awq", "hf", awq_dir))
-    _measure(cfg, variants, examples, out)
+    cache = score_cache.cache_dir(ctx.run_dir)
+    _measure(cfg, variants, examples, out, cache)
     chosen = choose(cfg, variants)
     table = [v.row() for v in variants]
     storage.atomic_write_json(storage.join(out, "variants.json"), table)
@@ -240,7 +243,7 @@ def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutp
     outputs_extra = {}
     if cc.calibration.enabled and inputs.get("val"):
         outputs_extra["calibrator"] = calibrate_confidence(
-            cfg, chosen.path, inputs["model"], inputs["val"], out, m)
+            cfg, chosen.path, inputs["model"], inputs["val"], out, m, cache)
     report_path = storage.join(out, "report.json")
     storage.atomic_write_text(report_path, json.dumps(
         {"metrics": m, "variants": table, "chosen": chosen.name}, indent=2, default=str))
@@ -278,24 +281,18 @@ def flat_metrics(variants: list[Variant]) -> dict[str, Any]:
 
 
 def calibrate_confidence(cfg: CogumiConfig, gguf: str, tokenizer_dir: str, val: str, out: str,
-                         m: dict[str, Any]) -> str:
+                         m: dict[str, Any], cache: str | None = None) -> str:
     """Fit temperature/Platt scaling of the served GGUF's confidence against its own verifier
     verdicts on validation rows; the calibrator JSON (read by the router) is returned."""
     import numpy as np
 
     from cogumi_ray.compress import calibration as cal
-    from cogumi_ray.compress.variants import engine_for
-    from cogumi_ray.eval.stage import read_examples
-    from cogumi_ray.eval.suite import score_suite
+    from cogumi_ray.compress.variants import engine_config
+    from cogumi_ray.eval.stage import read_examples, score_model
 
     c = cfg.compress.calibration
     examples = read_examples(val)[: c.max_rows]
-    engine = engine_for("gguf", gguf)
-    try:
-        s = score_suite(engine, examples, params=cfg.eval.params, batch_size=cfg.eval.batch_size,
-                        workers=cfg.eval.exec_workers)
-    finally:
-        engine.close()
+    s = score_model(cfg, gguf, examples, engine=engine_config("gguf", gguf), cache=cache)
     passed = {it.id: it.passed for it in s.items}
     rows = [e for e in examples if e.id in passed]
     labels = np.array([int(passed[e.id]) for e in rows])

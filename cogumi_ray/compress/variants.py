@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.data.schema import Example
+
+if TYPE_CHECKING:
+    from cogumi_ray.config import CogumiConfig
 
 
 @dataclass
@@ -44,26 +47,30 @@ def disk_bytes(path: str) -> int:
                if f.endswith((".safetensors", ".bin", ".gguf")))
 
 
-def engine_for(kind: str, path: str, threads: int | None = None) -> Any:
+def engine_config(kind: str, path: str, threads: int | None = None) -> Any:
+    """The EngineConfig that answers with a variant: llama.cpp for GGUF files, transformers for
+    HF folders and compressed-tensors (AWQ) checkpoints."""
     from cogumi_ray.generate.config import EngineConfig
-    from cogumi_ray.generate.engines import make_engine
 
     if kind == "gguf":
         cfg = EngineConfig(kind="llama_cpp", model=path)
         cfg.llama_cpp.n_threads = threads
-    else:  # hf folders and compressed-tensors (AWQ) checkpoints load through transformers
-        cfg = EngineConfig(kind="hf", model=path)
-    return make_engine(cfg, path)
+        return cfg
+    return EngineConfig(kind="hf", model=path)
 
 
-def score(v: Variant, examples: list[Example], params: Any, batch_size: int, workers: int) -> None:
-    from cogumi_ray.eval.suite import score_suite
+def engine_for(kind: str, path: str, threads: int | None = None) -> Any:
+    from cogumi_ray.generate.engines import make_engine
 
-    engine = engine_for(v.kind, v.path)
-    try:
-        s = score_suite(engine, examples, params=params, batch_size=batch_size, workers=workers)
-    finally:
-        engine.close()
+    return make_engine(engine_config(kind, path, threads), path)
+
+
+def score(v: Variant, cfg: CogumiConfig, examples: list[Example], cache: str | None) -> None:
+    """The variant's suite score with the eval section's decoding, through the run's score cache
+    (the dense HF variant is the stage's input model: eval_base or distill scored it already)."""
+    from cogumi_ray.eval.stage import score_model
+
+    s = score_model(cfg, v.path, examples, engine=engine_config(v.kind, v.path), cache=cache)
     v.pass_rate = round(s.pass_rate, 4)
     v.per_domain = {k: round(t.rate, 4) for k, t in sorted(s.by_domain.items())}
     v.extra["passed"], v.extra["total"] = s.overall.passed, s.overall.total
