@@ -1,12 +1,17 @@
 """Stage "router" (`cogumi router train`): learn which option answers each query.
 
 Inputs: `scores` (the modifiers stage's scores.parquet), `val` and `test` (the curated splits
-whose rows it scored). Every router in `route.routers` trains on the validation rows' labels
-(`route.train`), is reported on the held-out rows (`route.report`), and the best out-of-fold on
-validation is saved with its featurizer and policy as `router/` (loadable by `LearnedPolicy.from_dir`),
-with the escalation detector in `router/escalation/`. With `route.tune.enabled` (`--tune`), Ray
+whose rows it scored); when the compress stage ran, its `calibrator`, `gguf` and `base` (HF
+folder) give the base's calibrated confidence per query (`route.confidence`), a feature the
+routers are trained with and without (route.features.base_confidence). Every router in
+`route.routers` trains on the validation rows' labels (`route.train`), is reported on the held-out
+rows (`route.report`), and the best out-of-fold on validation is saved with its featurizer and
+policy as `router/` (loadable by `LearnedPolicy.from_dir`), with the escalation detector in
+`router/escalation/`. With `route.tune.enabled` (`--tune`), Ray
 Tune picks the cut and progressive thresholds first. Writes `report.json` (with `routed`: the saved
-router's option per held-out row id) and `routing.png`.
+router's option per held-out row id; `thresholds`: what each progressive threshold setting and the
+cut do on the held-out rows, `route.thresholds`; `base_confidence`: with vs without) and
+`routing.png`.
 """
 
 from __future__ import annotations
@@ -81,8 +86,9 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str],
                                        else conf_val.at(first_tokens), rc)
     featurizer, slices, trained, reads = variant.featurizer, variant.slices, variant.trained, \
         variant.name == "with"
-    tests = {v: with_confidence(test, conf_test.at(first_tokens)) if v == "with" else test
-             for v in variants if conf_test is not None or v == "without"}
+    # the held-out rows as each variant reads them ("with" exists only when conf_test does)
+    tests = {v: with_confidence(test, conf_test.at(first_tokens)) if conf_test is not None and v == "with"
+             else test for v in variants}
     test = tests[variant.name]  # a router reading the confidence: known after first_tokens
     x_test = featurizer.transform(emb_test, test.extras)
     reports: dict[str, Any] = {}
