@@ -21,7 +21,7 @@ def _check_paths(cfg: ServeConfig) -> None:
     """Fail in the driver, naming the key, rather than in a replica that Serve keeps restarting."""
     if not cfg.base:
         raise ConfigError("serve.base is not set: point it at the base .gguf (llama_cpp) or HF "
-                          "folder (hf)")
+                          "folder (hf, vllm)")
     want_file = cfg.backend == "llama_cpp"
     items = [("base", cfg.base), *((f"adapters.{k}", v) for k, v in cfg.adapters.items())]
     for key, path in items:

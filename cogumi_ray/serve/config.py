@@ -1,7 +1,7 @@
 """Config section for `cogumi serve`: the OpenAI-compatible Ray Serve graph and its limits.
 
-The model blocks (`llama_cpp`, `hf`) are the generation engines' own, so a GGUF or HF folder that
-works with `cogumi generate` serves with the same settings.
+The model blocks (`llama_cpp`, `hf`, `vllm`) are the generation engines' own, so a GGUF or HF folder
+that works with `cogumi generate` serves with the same settings.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cogumi_ray.config_base import StrictModel
-from cogumi_ray.generate.config import HFEngineConfig, LlamaCppEngineConfig
+from cogumi_ray.generate.config import HFEngineConfig, LlamaCppEngineConfig, VLLMEngineConfig
 from cogumi_ray.route.config import MemoryConfig
 
-BackendKind = Literal["llama_cpp", "hf"]
+BackendKind = Literal["llama_cpp", "hf", "vllm"]
+# vLLM's LoRAConfig.max_lora_rank accepts only these (vllm/config/lora.py, MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # Names a client can put after "cogumi:"; "base" and "cogumi" are taken by the routing policy.
 _ADAPTER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 RESERVED_NAMES = ("base", "cogumi")
@@ -96,6 +98,26 @@ class DeploymentConfig(StrictModel):
         return out
 
 
+class VLLMServeConfig(VLLMEngineConfig):
+    """The vLLM engine block of `cogumi generate`, plus multi-LoRA sizing for serving."""
+
+    max_lora_rank: int | None = Field(
+        None, description="vLLM's max_lora_rank; None = the smallest vLLM accepts "
+        f"{list(VLLM_LORA_RANKS)} that holds every adapter's rank (read from adapter_config.json)."
+    )
+    max_loras: int | None = Field(
+        None, ge=1, description="Adapters one batch may mix on the GPU; None = "
+        "max_adapters_per_replica (at most the number of adapters)."
+    )
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _vllm_rank(cls, v: int | None) -> int | None:
+        if v is not None and v not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank {v} is not one vLLM accepts; use one of {list(VLLM_LORA_RANKS)}")
+        return v
+
+
 def _light(num_cpus: float) -> DeploymentConfig:
     # The ingress and router only parse and forward: a sliver of a CPU, many requests at once.
     return DeploymentConfig(num_cpus=num_cpus, max_ongoing_requests=256)
@@ -112,18 +134,19 @@ class ServeConfig(StrictModel):
     app_name: str = Field("cogumi", description="Ray Serve application name.")
     route_prefix: str = Field("/", description="URL prefix of the application.")
     backend: BackendKind = Field(
-        "llama_cpp", description="Model server: llama_cpp (a GGUF, CPU/edge) or hf (transformers+PEFT)."
+        "llama_cpp", description="Model server: llama_cpp (a GGUF, CPU/edge), hf (transformers+PEFT) "
+        "or vllm (GPU: vLLM's async engine, PEFT adapters as multi-LoRA)."
     )
     base: str | None = Field(
-        None, description="The base model: a .gguf file (llama_cpp) or HF folder (hf); None = the "
-        "pipeline's upstream model (set by the caller)."
+        None, description="The base model: a .gguf file (llama_cpp) or HF folder (hf, vllm); None = "
+        "the pipeline's upstream model (set by the caller)."
     )
     base_name: str | None = Field(
         None, description="Model id the base answers to; None = the file or folder name."
     )
     adapters: dict[str, str] = Field(
         default_factory=dict,
-        description="Modifier name -> adapter: a LoRA .gguf (llama_cpp) or PEFT folder (hf). "
+        description="Modifier name -> adapter: a LoRA .gguf (llama_cpp) or PEFT folder (hf, vllm). "
         "Clients pick one with model='cogumi:<name>' or model='<name>'.",
     )
     max_adapters_per_replica: int = Field(
@@ -152,6 +175,9 @@ class ServeConfig(StrictModel):
         description="llama.cpp settings (n_threads None = the generator replica's num_cpus).",
     )
     hf: HFEngineConfig = Field(default_factory=HFEngineConfig, description="transformers settings.")
+    vllm: VLLMServeConfig = Field(
+        default_factory=VLLMServeConfig, description="vLLM settings (backend vllm, on GPU replicas)."
+    )
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted Bearer keys (prefer api_key_env for secrets)."
     )
@@ -192,6 +218,27 @@ class ServeConfig(StrictModel):
             self.base_name in self.adapters or self.base_name.startswith("cogumi")
         ):
             raise ValueError(f"base_name {self.base_name!r} clashes with a modifier or 'cogumi' name")
+        return self
+
+    @model_validator(mode="after")
+    def _vllm_fits(self) -> ServeConfig:
+        if self.backend != "vllm":
+            return self
+        paths = {"base": self.base or "", **{f"adapters.{n}": p for n, p in self.adapters.items()}}
+        ggufs = [f"{key} = {path!r}" for key, path in paths.items() if path.endswith(".gguf")]
+        if ggufs:
+            raise ValueError(
+                f"backend 'vllm' serves an HF model folder with PEFT adapter folders, not GGUF "
+                f"files ({', '.join(ggufs)}); point them at the run's HF base (distill/model or "
+                "train_base/model) and modifiers/adapters/<domain>/, or use backend 'llama_cpp'"
+            )
+        gpus, tp = self.generator.num_gpus, self.vllm.tensor_parallel_size
+        if gpus <= 0 or (tp > 1 and gpus < tp):
+            raise ValueError(
+                f"backend 'vllm' needs GPUs in each Generator replica: generator.num_gpus is {gpus} "
+                f"with vllm.tensor_parallel_size {tp}; set generator.num_gpus to {max(tp, 1)} "
+                "(or a fraction of one GPU with a matching vllm.gpu_memory_utilization)"
+            )
         return self
 
     def served_base_name(self) -> str:

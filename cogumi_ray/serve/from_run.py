@@ -69,7 +69,7 @@ def _adapters(ctx: RunContext, backend: str) -> dict[str, str]:
     peft_root = rec.outputs.get("adapters")
     for domain in rec.metrics.get("domains", []):
         peft = storage.join(peft_root, domain) if peft_root else None
-        if backend == "hf":
+        if backend != "llama_cpp":  # hf and vllm load the PEFT folders themselves
             path = peft
         else:
             version = rec.output_hashes.get("adapters", "")[:12]  # a retrained adapter: a new file

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,21 +42,33 @@ def test_cpu_args_build_the_cogumi_app(serve_gguf, lora_ggufs):
     assert isinstance(build_app(args), serve.Application)
 
 
-def test_gpu_args_are_ray_serve_llm_configs_with_lora():
+def test_gpu_args_build_the_cogumi_app_on_vllm(tiny_sft_model_dir, peft_adapters):
+    from ray import serve
+
     from cogumi_ray.config import load_config
+    from cogumi_ray.serve.app import build_app
+    from cogumi_ray.serve.backends.vllm import engine_kwargs
+    from cogumi_ray.serve.config import serve_config_from_args
 
     app = _schema(GPU).applications[0]
-    assert app.import_path == "ray.serve.llm:build_openai_app"
-    try:  # `ray.serve.llm` itself needs vLLM; its config models do not
-        from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
-    except ImportError as e:  # pragma: no cover - Ray moved its internals
-        pytest.skip(f"Ray Serve LLM's LLMConfig is not importable here: {e}")
-    (llm,) = [LLMConfig.model_validate(c) for c in app.args["llm_configs"]]
-    assert llm.model_loading_config.model_id == "cogumi"  # clients ask for "cogumi:<domain>"
-    assert llm.lora_config.dynamic_lora_loading_path.startswith("s3://")
-    assert llm.engine_kwargs["enable_lora"] is True
-    # fits the cluster config's modifiers: every rank, every adapter resident at once
-    mods = load_config(ROOT / "configs" / "llama31-8b.yaml").modifiers
-    assert llm.engine_kwargs["max_lora_rank"] >= max(mods.spec(d).rank for d in mods.domains)
-    assert llm.lora_config.max_num_adapters_per_replica >= len(mods.domains)
-    assert llm.deployment_config["autoscaling_config"]["max_replicas"] >= 1
+    assert app.import_path == "cogumi_ray.serve.app:build_app"  # Ingress -> Router -> Generator
+    cfg = serve_config_from_args(app.args)
+    assert cfg.backend == "vllm" and cfg.policy == "learned" and cfg.router_path
+    assert cfg.generator.num_gpus >= cfg.vllm.tensor_parallel_size
+    assert cfg.base.startswith("s3://") and not cfg.base.endswith(".gguf")
+    # fits the cluster config's modifiers: one PEFT folder each, all resident, every rank held
+    run = load_config(ROOT / "configs" / "llama31-8b.yaml")
+    mods = run.modifiers
+    assert sorted(cfg.adapters) == sorted(mods.domains)
+    assert all(p.endswith(f"/modifiers/adapters/{d}") for d, p in cfg.adapters.items())
+    assert cfg.max_adapters_per_replica >= len(mods.domains)
+    kwargs = engine_kwargs(cfg, "/local/base", {d: mods.spec(d).rank for d in mods.domains})
+    assert kwargs["enable_lora"] and kwargs["max_loras"] == len(mods.domains)
+    assert kwargs["max_lora_rank"] >= max(mods.spec(d).rank for d in mods.domains)
+    assert kwargs["max_model_len"] >= cfg.limits.max_tokens
+    auto = cfg.generator.autoscaling
+    assert auto is not None and auto.max_replicas >= auto.min_replicas >= 1
+    # the same args with an HF folder and PEFT folders that exist here: the graph builds on CPU
+    # (the vLLM engine itself starts in the Generator replica, on a GPU node)
+    args = {**app.args, "base": tiny_sft_model_dir, "adapters": peft_adapters}
+    assert isinstance(build_app(args), serve.Application)
