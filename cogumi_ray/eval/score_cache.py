@@ -39,12 +39,19 @@ def key(model: str | None, examples: list[Example], engine: EngineConfig, params
         return None
     from cogumi_ray import __version__
 
+    # the path is passed separately from the engine's own model field, which is not content; a
+    # llama.cpp LoRA adapter is keyed by its content too, and leaves the key of a base alone as
+    # it was before the field existed
+    engine_json = engine.model_dump(mode="json", exclude={"model": True, "llama_cpp": {"lora"}})
+    lora = engine.llama_cpp.lora if engine.kind == "llama_cpp" else None
+    if lora and not storage.exists(lora):
+        return None  # never the base's entry: the engine then says the adapter is missing
     return storage.hash_object({
         "format": FORMAT,
         "version": __version__,
         "model": storage.content_hash(model),
-        # the path is passed separately from the engine's own model field, which is not content
-        "engine": engine.model_dump(mode="json", exclude={"model"}),
+        "engine": engine_json,
+        **({"lora": storage.content_hash(lora)} if lora else {}),
         "params": params.model_dump(mode="json"),
         "batch_size": batch_size,  # left padding differs with the batch, so greedy can too
         "rows": storage.hash_object([ex.to_row() for ex in examples]),

@@ -50,6 +50,13 @@ class LlamaCppEngineConfig(StrictModel):
         "training). None = the GGUF's folder if it holds a tokenizer, else the GGUF's embedded "
         "chat template.",
     )
+    lora: str | None = Field(
+        None,
+        description="A LoRA .gguf exported for this base (e.g. the modifiers stage's "
+        "adapters/<domain>.gguf), applied at scale 1.0 on top of the GGUF (f16 or K-quant), so "
+        "base + adapter is scored as one model. None = the base alone. Batch engine only: "
+        "`cogumi serve` switches adapters per request from serve.adapters.",
+    )
 
 
 class OpenAIEngineConfig(StrictModel):

@@ -18,6 +18,7 @@ from cogumi_ray.generate.engines.base import Completion, EngineError, cut_at_sto
 log = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+_LORA_SETTING = "generate.engine.llama_cpp.lora"
 
 
 def _find_tokenizer_dir(gguf: str, explicit: str | None) -> str | None:
@@ -37,6 +38,7 @@ class LlamaCppEngine:
 
     def __init__(self, cfg: EngineConfig, model: str) -> None:
         from cogumi_ray.generate.engines.llama_load import open_llama
+        from cogumi_ray.generate.engines.llama_lora import check_lora_file
 
         if not os.path.isfile(model):
             raise EngineError(
@@ -44,6 +46,9 @@ class LlamaCppEngine:
                 "(e.g. the compress stage's output)"
             )
         self.cfg = cfg.llama_cpp
+        self._lora: Any = None  # llama_adapter_lora pointer while llama_cpp.lora is applied
+        if self.cfg.lora:
+            check_lora_file(self.cfg.lora, _LORA_SETTING)  # before the base is read
         try:
             self.llm = open_llama(
                 model, n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
@@ -52,6 +57,8 @@ class LlamaCppEngine:
         except (ValueError, RuntimeError) as e:
             raise EngineError(f"llama.cpp cannot load {model!r}: {e}") from e
         self.model_path = model
+        if self.cfg.lora:
+            self._apply_lora(self.cfg.lora)
         self._hf_tokenizer: Any = None
         self._formatter: Any = None
         tok_dir = _find_tokenizer_dir(model, self.cfg.tokenizer)
@@ -61,6 +68,17 @@ class LlamaCppEngine:
             self._hf_tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         else:
             self._formatter = self._embedded_formatter()
+
+    def _apply_lora(self, path: str) -> None:
+        from cogumi_ray.generate.engines.llama_lora import load_lora, set_lora
+
+        try:
+            self._lora = load_lora(self.llm, path, _LORA_SETTING)
+            set_lora(self.llm, self._lora, 1.0)
+        except EngineError:
+            self.close()
+            raise
+        log.info("llama.cpp: LoRA adapter %s on %s", path, self.model_path)
 
     def _embedded_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -132,6 +150,13 @@ class LlamaCppEngine:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
 
     def close(self) -> None:
-        if getattr(self, "llm", None) is not None:
-            self.llm.close()
-            self.llm = None
+        if getattr(self, "llm", None) is None:
+            return
+        if self._lora is not None:
+            from cogumi_ray.generate.engines.llama_lora import free_lora, set_lora
+
+            set_lora(self.llm, None)
+            free_lora(self._lora)
+            self._lora = None
+        self.llm.close()
+        self.llm = None

@@ -1,17 +1,15 @@
 """llama.cpp model server: one base GGUF loaded once, LoRA GGUF adapters switched per request.
 
 The base is loaded by the batch engine (`LlamaCppEngine`: same prompt ids, chat template and
-sampler settings as `cogumi generate`). Adapters are loaded once each with
-`llama_adapter_lora_init` against the base's weights and made active with
-`llama_set_adapters_lora`, which replaces the context's whole adapter set in microseconds; no
+sampler settings as `cogumi generate`). Adapters are loaded once each against the base's weights
+and made active per request (`generate.engines.llama_lora`, the code the batch engine's
+`llama_cpp.lora` uses too), which replaces the context's whole adapter set in microseconds; no
 base reload, no second copy of the base.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from typing import Any
 
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
+from cogumi_ray.generate.engines.llama_lora import free_lora, load_lora, set_lora
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.serve.errors import check_context
 from cogumi_ray.serve.protocol import GenResult, Prompt
@@ -33,6 +32,11 @@ class LlamaCppGenerator:
 
         from cogumi_ray.generate.engines.llama_cpp import LlamaCppEngine
 
+        if cfg.llama_cpp.lora:
+            raise EngineError(
+                f"serve.llama_cpp.lora = {cfg.llama_cpp.lora!r}: the served base carries no fixed "
+                "adapter; name each LoRA .gguf in serve.adapters (switched per request) instead"
+            )
         self._lc = llama_cpp
         self.engine = LlamaCppEngine(EngineConfig(kind="llama_cpp", llama_cpp=cfg.llama_cpp), cfg.base or "")
         self.llm = self.engine.llm
@@ -60,14 +64,8 @@ class LlamaCppGenerator:
         path = self.paths.get(name)
         if path is None:
             raise EngineError(f"no adapter named {name!r}; configured: {sorted(self.paths)}")
-        if not os.path.isfile(path):
-            raise EngineError(f"LoRA adapter {name!r}: file {path!r} does not exist; set "
-                              f"serve.adapters.{name} to a LoRA .gguf exported for this base")
         t0 = time.perf_counter()
-        ptr = self._lc.llama_adapter_lora_init(self.llm.model, path.encode("utf-8"))
-        if not ptr:
-            raise EngineError(f"llama.cpp cannot load {path!r} as a LoRA adapter of "
-                              f"{self.engine.model_path!r} (a LoRA GGUF for this base is needed)")
+        ptr = load_lora(self.llm, path, f"serve.adapters.{name}")
         self._adapters[name] = ptr
         log.info("adapter %s loaded in %.1f ms", name, 1000 * (time.perf_counter() - t0))
         return ptr
@@ -79,22 +77,13 @@ class LlamaCppGenerator:
                 return
             if self._active == name:
                 self._set_active(None)
-            self._lc.llama_adapter_lora_free(ptr)
+            free_lora(ptr)
 
     def _set_active(self, name: str | None) -> None:
         if name == self._active:
             return  # same weights: the cached KV prefix is still valid
-        lc = self._lc
-        if name is None:
-            rc = lc.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
-        else:
-            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(self._load_locked(name))
-            rc = lc.llama_set_adapters_lora(self.llm.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
-        if rc != 0:
-            raise EngineError(f"llama.cpp could not switch to adapter {name!r} (code {rc})")
-        # Llama.generate reuses the KV cache of a matching prompt prefix; that cache was computed
-        # with the previous adapter, so it must go.
-        self.llm.reset()
+        # set_lora also drops the KV cache, computed with the previous adapter
+        set_lora(self.llm, None if name is None else self._load_locked(name), 1.0)
         self._active = name
 
     # generation
@@ -156,6 +145,6 @@ class LlamaCppGenerator:
                 return
             self._set_active(None)
             for ptr in self._adapters.values():
-                self._lc.llama_adapter_lora_free(ptr)
+                free_lora(ptr)
             self._adapters.clear()
             self.engine.close()
