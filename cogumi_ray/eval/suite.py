@@ -7,7 +7,8 @@ its own domain; rows no verifier fits are counted per domain (`SuiteScore.unveri
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +56,11 @@ class SuiteScore:
 
 
 def generate_answers(
-    engine: Engine, instructions: list[str], params: GenParams, batch_size: int, desc: str
+    engine: Engine, instructions: list[str], params: GenParams, batch_size: int, desc: str,
+    on_chunk: Callable[[int, list[str]], None] | None = None,
 ) -> list[str]:
-    """Engine answers in batches, with a progress bar."""
+    """Engine answers in batches, with a progress bar. `on_chunk(start, answers)` sees each
+    batch's answers as soon as they exist (e.g. to grade them while the next batch generates)."""
     from tqdm.auto import tqdm
 
     answers: list[str] = []
@@ -65,7 +68,10 @@ def generate_answers(
     with tqdm(total=len(instructions), desc=desc, unit="q", leave=False, disable=None) as bar:
         for i in range(0, len(instructions), batch_size):
             chunk = instructions[i : i + batch_size]
-            answers.extend(c.text for c in engine.generate(chunk, params))
+            texts = [c.text for c in engine.generate(chunk, params)]
+            answers.extend(texts)
+            if on_chunk is not None:
+                on_chunk(i, texts)
             bar.update(len(chunk))
     return answers
 
@@ -131,8 +137,20 @@ def score_suite(
     graded = [ex for ex in examples if verifier_domain(ex) is not None]
     if len(graded) < len(examples):
         _warn_unverifiable([ex for ex in examples if verifier_domain(ex) is None], len(examples))
-    answers = generate_answers(engine, [ex.instruction for ex in graded], params, batch_size,
-                               "suite")
-    score = SuiteScore.from_benchmark(grade_suite(graded, answers, workers))  # none: EvalError
+    if not graded:
+        grade_suite(examples, [""] * len(examples))  # raises the EvalError that says what to feed
+    # Each batch is graded while the next one generates: grading mostly waits on sandbox
+    # subprocesses, and a small model's decoding on CPU leaves a core idle. The verdicts are
+    # the same as grading everything afterwards.
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="suite-grade") as pool:
+        parts: list[Future[BenchmarkScore]] = []
+
+        def grade(start: int, texts: list[str]) -> None:
+            parts.append(pool.submit(grade_suite, graded[start : start + len(texts)], texts, 1))
+
+        generate_answers(engine, [ex.instruction for ex in graded], params, batch_size, "suite",
+                         on_chunk=grade)
+        items = [it for part in parts for it in part.result().items]
+    score = SuiteScore.from_benchmark(BenchmarkScore.from_items("suite", items))
     score.unverifiable = unverifiable(examples)
     return score

@@ -142,3 +142,43 @@ def test_score_cache_reuses_a_greedy_score_and_only_for_the_same_inputs(
     entry.write_bytes(b"not parquet")
     redone = score_model(cfg, tiny_model_dir, rows, cache=cache)
     assert [i.reason for i in redone.items] == [i.reason for i in first.items]
+
+
+class _WaitingEngine(_TableEngine):
+    """Answers each batch only once the previous batch's first code answer has been graded: a
+    scorer that grades after generating everything never gets past the second batch."""
+
+    def __init__(self, table: dict[str, str], graded) -> None:
+        super().__init__(table)
+        self.graded, self.calls = graded, 0
+
+    def generate(self, prompts, params):
+        if self.calls and not self.graded.wait(timeout=30):
+            raise AssertionError("batch 1 was not graded while batch 2 was being generated")
+        self.calls += 1
+        return super().generate(prompts, params)
+
+
+def test_batches_are_graded_while_the_next_generates(examples, monkeypatch):
+    import importlib
+    import threading
+
+    verify = importlib.import_module("cogumi_ray.data.suite.verify")
+    graded = threading.Event()
+    real = verify.verify_many
+
+    def verify_and_signal(rows, answers):
+        out = real(rows, answers)
+        graded.set()
+        return out
+
+    monkeypatch.setattr(verify, "verify_many", verify_and_signal)
+    table = {e.instruction: e.response for e in examples[::2]}
+    engine = _WaitingEngine(table, graded)
+    score = score_suite(engine, examples, batch_size=8, workers=2)
+    after = grade_suite(examples, [table.get(e.instruction, "") for e in examples])
+    assert engine.calls == 4  # 30 rows in batches of 8
+    # same verdicts, in the rows' order, as grading every answer afterwards
+    assert [(i.id, i.passed, i.reason) for i in score.items] == \
+        [(i.id, i.passed, i.reason) for i in after.items]
+    assert score.overall.passed == 15
