@@ -77,8 +77,8 @@ class TimeBudget(TrainerCallback):
     def _due(self, done: int, state) -> bool:
         if self.planned is None:
             return done >= min(self.probe_steps, state.max_steps - self._first)
-        in_first_half = 2 * done < self.planned - self._first
-        return in_first_half and (done - self.probe_steps) % self.replan_every == 0
+        before_the_end = 10 * done < 9 * (self.planned - self._first)
+        return before_the_end and (done - self.probe_steps) % self.replan_every == 0
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
         now = time.perf_counter()

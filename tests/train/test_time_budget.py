@@ -92,5 +92,17 @@ def test_the_plan_follows_a_pace_that_changes_in_the_first_half(tmp_path, monkey
     assert {"step": 20, "budget_steps": 120} in state.log_history
     assert stopped is not None and stopped < 120 and stopped == state.max_steps
     spent = 40 + 3.0 * (stopped - 40)
-    assert spent <= 130  # a late, small overrun at most (re-plans stop at half the run)
+    assert spent <= 125  # a small overrun at most (re-plans stop at 90% of the run)
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_slowdown_in_the_second_half_is_caught(tmp_path, monkeypatch):
+    # 1 s a step, then 2 s from step 80 of a 120-step plan (past half of it): the run still
+    # stops near its 2-min budget instead of ~40 s past it.
+    stopped, state, sched = _run(TimeBudget(max_minutes=2.0, probe_steps=20, replan_every=10),
+                                 tmp_path, monkeypatch, lambda k: 1.0 if k <= 80 else 2.0)
+    assert {"step": 20, "budget_steps": 120} in state.log_history
+    assert stopped is not None and stopped == state.max_steps < 120
+    spent = 80 + 2.0 * (stopped - 80)
+    assert spent <= 130  # planned once in the first half only: 80 + 2 * 40 = 160 s
     assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
