@@ -310,6 +310,17 @@ def test_router_section_reads_the_stage_report(router_run):
     assets = Path(run_dir) / "report_assets"
     for png in ("router_confusion.png", "router_quality_cost.png", "router_routing.png"):
         assert (assets / png).read_bytes().startswith(b"\x89PNG"), png
+    # the stage's threshold table, one row per setting (no compress inputs: trained without
+    # the base's confidence, which the small table says)
+    shown = _table_after(md, THRESHOLDS_CAPTION)
+    assert len(shown) == len(rep["thresholds"])
+    i, conf = next((i, r) for i, r in enumerate(rep["thresholds"])
+                   if r["policy"] == "progressive" and r["configured"])
+    setting = ", ".join(f"{num(t)} at {k}" for t, k in zip(conf["thresholds"], conf["steps"], strict=True))
+    assert shown[i].startswith(f"| progressive (configured) | {setting} | +0 | {pct(conf['pass_rate'])} | "
+                               f"{pct(conf['modifier_share'])} | {num(conf['mean_cost'])} |")
+    assert _table_after(md, CONFIDENCE_CAPTION)[0].startswith(
+        f"| without base confidence | {rep['base_confidence']['variants']['without']['router']} |")
 
 
 DEMO_ANSWERS = [  # serve/demo_answers.json as `cogumi demo` writes it (DemoAnswer fields)
@@ -361,6 +372,31 @@ HELD_OUT = [  # id, domain, difficulty, {option: passed}, routed option
 ]
 
 
+# The router stage's `thresholds` and `base_confidence` (route.stage) for the fixture run.
+THRESHOLDS = [
+    {"policy": "progressive", "configured": False, "offset": 0.1, "steps": [3, 4, 5],
+     "thresholds": [0.95, 0.85, 0.75], "pass_rate": 0.25, "modifier_share": 0.0, "mean_cost": 1.0,
+     "switches": {"3": 0.0, "4": 0.0, "5": 0.0}},
+    {"policy": "progressive", "configured": True, "offset": 0.0, "steps": [3, 4, 5],
+     "thresholds": [0.85, 0.75, 0.65], "pass_rate": 0.375, "modifier_share": 0.25,
+     "mean_cost": 1.2675, "switches": {"3": 0.125, "4": 0.0, "5": 0.125}},
+    {"policy": "cut", "configured": True, "cut": 0.5, "decided_after": 0, "pass_rate": 0.5,
+     "modifier_share": 0.625, "mean_cost": 1.625, "switches": {"0": 0.625}},
+    {"policy": "cut", "configured": False, "cut": 0.5, "decided_after": 5, "pass_rate": 0.625,
+     "modifier_share": 0.5, "mean_cost": 1.525, "switches": {"5": 0.5}},
+]
+BASE_CONFIDENCE = {
+    "used": True, "mode": "auto", "first_tokens": 5,
+    "confidence": {"source": "gguf", "ks": [3, 4, 5], "mean": {"3": 0.2054, "4": 0.2102, "5": 0.2135}},
+    "variants": {
+        "with": {"router": "knn", "val_nll": {"knn": -0.322, "logreg": -0.3572},
+                 "test": {"accuracy": 0.8829, "nll": 0.4485, "apgr": 0.4284}},
+        "without": {"router": "logreg", "val_nll": {"knn": -0.3301, "logreg": -0.3222},
+                    "test": {"accuracy": 0.875, "nll": 0.45, "apgr": 0.4395}}}}
+THRESHOLDS_CAPTION = "Threshold settings on the held-out rows"
+CONFIDENCE_CAPTION = "Base confidence feature: the routers trained with and without"
+
+
 def _scores_parquet(path: Path) -> str:
     """scores.parquet as the modifiers stage writes it; a validation row that passes everywhere
     must not leak into the held-out tables."""
@@ -396,7 +432,9 @@ def routed_run(tmp_path_factory) -> tuple[str, str, str]:
 
     def router(routed: bool) -> StageOutput:
         rep = {"chosen": "knn", "options": ["base", "code", "math"], "rows": {"test": 8},
-               "routers": {"knn": {"operating_point": {"pass_rate": 0.5}}}}
+               "select_by": "nll", "policy": {"kind": "cut"},
+               "routers": {"knn": {"operating_point": {"pass_rate": 0.5}}},
+               "thresholds": THRESHOLDS, "base_confidence": BASE_CONFIDENCE}
         if routed:
             rep["routed"] = {"router": "knn", "policy": "cut", "split": "test",
                              "option": {q: o for q, *_, o in HELD_OUT}}
@@ -443,6 +481,30 @@ def test_routed_and_oracle_domain_by_difficulty_tables(routed_run):
     assert (Path(run_dir) / "report_assets" / "routed_pass_rates.png").read_bytes().startswith(b"\x89PNG")
 
 
+def _table_after(md: str, caption_start: str) -> list[str]:
+    caption = next(line for line in md.splitlines() if line.startswith("*" + caption_start))
+    return _md_table(md, caption[1:-1])
+
+
+def test_router_threshold_settings_and_base_confidence_tables(routed_run):
+    _, html, md = routed_run
+    assert _table_after(md, THRESHOLDS_CAPTION) == [
+        "| progressive | 0.95 at 3, 0.85 at 4, 0.75 at 5 | +0.1 | 25.0% | 0.0% | 1 | "
+        "0.0% after 3, 0.0% after 4, 0.0% after 5 |",
+        "| progressive (configured) | 0.85 at 3, 0.75 at 4, 0.65 at 5 | +0 | 37.5% | 25.0% | 1.268 | "
+        "12.5% after 3, 0.0% after 4, 12.5% after 5 |",
+        "| cut (configured) | cut 0.5, before generation | – | 50.0% | 62.5% | 1.625 | 62.5% after 0 |",
+        "| cut | cut 0.5, after 5 base tokens | – | 62.5% | 50.0% | 1.525 | 50.0% after 5 |"]
+    assert "the served policy is 'cut'" in md
+    assert _table_after(md, CONFIDENCE_CAPTION) == [
+        "| with base confidence | knn | -0.322 | 88.3% | 0.4485 | 0.4284 | kept |",
+        "| without base confidence | logreg | -0.3222 | 87.5% | 0.45 | 0.4395 | – |"]
+    assert "read after 5 base tokens" in md
+    assert "0.2054 after 3, 0.2102 after 4, 0.2135 after 5" in md
+    for text in (THRESHOLDS_CAPTION, CONFIDENCE_CAPTION, "progressive (configured)", "1.268", "-0.3222"):
+        assert text in html, text
+
+
 def test_routed_tables_say_what_is_missing(routed_run, tmp_path):
     """A router report without per-row choices, then a run without scores.parquet: notes, no crash."""
     from cogumi_ray.reports import build_report
@@ -452,10 +514,11 @@ def test_routed_tables_say_what_is_missing(routed_run, tmp_path):
     manifest.write_text(manifest.read_text().replace(str(Path(routed_run[0]).resolve()), str(run_dir)))
     report_json = run_dir / "router" / "report.json"
     rep = json.loads(report_json.read_text())
-    del rep["routed"]
+    del rep["routed"], rep["thresholds"], rep["base_confidence"]  # a report from before them
     report_json.write_text(json.dumps(rep))
     md = Path(build_report(str(run_dir))[1]).read_text()
     assert "records no routed option per held-out row" in md
+    assert THRESHOLDS_CAPTION not in md and CONFIDENCE_CAPTION not in md
     assert f"*Routed (test split): {GRID}*" not in md
     assert f"*Oracle (test split): {GRID}*" in md  # the scores alone still give the oracle
     (run_dir / "modifiers" / "scores.parquet").unlink()
