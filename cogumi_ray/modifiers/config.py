@@ -38,9 +38,13 @@ def _default_modifier_training() -> TrainConfig:
     # mix (corrected failures + replayed rows, 16-28 steps) -6.7 / +0.0 / +3.3, and four passes
     # over it (64-112 steps) +0.0 / +5.0 / +6.7. On the corrections alone (2026-12-06): 8-12
     # steps gave -6.7 / +1.7 / -5.0 pp, and 64-80 steps overfit further.
+    # One minute of steps per adapter (the schedule re-planned to anneal by then, as the base's):
+    # the 13:19 demo's one pass took 54-110 s of steps per domain (code: 141 steps), and the
+    # whole demo ran 82 s over its 20 minutes.
     return TrainConfig(
         epochs=1, learning_rate=2e-3, eval_steps=20, save_steps=20, logging_steps=10,
         warmup_ratio=0.05, weight_decay=0.0, per_device_batch_size=8, prompt_loss=False,
+        max_minutes=1.0,
     )
 
 
