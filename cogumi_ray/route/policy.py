@@ -163,6 +163,8 @@ class LearnedPolicy:
         self.bundle, self.detector, self.memory = bundle, detector, memory
         self.rule = make_rule(bundle.policy)
         self._embed = embed_fn or self._minilm
+        # The last query's embedding: a progressive turn scores the same text at every step.
+        self._last_embedding: tuple[str, np.ndarray] | None = None
         self._pending: OrderedDict[str, SessionState] = OrderedDict()  # progressive turns in flight
         self._clock = clock
         self._next_expiry = float("-inf")  # the first recorded turn also sweeps old sessions
@@ -248,8 +250,27 @@ class LearnedPolicy:
     def probs(self, messages: Messages, state: SessionState,
               extras: np.ndarray | None = None) -> np.ndarray:
         """(options,) calibrated probabilities for the conversation's last user message."""
-        return self.bundle.probs_from_embeddings(self._embed([last_user_text(messages)]), extras,
-                                                 [state])[0]
+        text = last_user_text(messages)
+        last = self._last_embedding  # one read: another thread may replace it meanwhile
+        if last is None or last[0] != text:
+            last = self._last_embedding = (text, self._embed([text]))
+        return self.bundle.probs_from_embeddings(last[1], extras, [state])[0]
+
+    @property
+    def reads_confidence(self) -> bool:
+        """Trained with the base's calibrated confidence (route.confidence) as its last extra."""
+        return self.bundle.features.base_confidence == "on"
+
+    def confidence_extras(self, confidence: float | None) -> np.ndarray | None:
+        """`extras` for `progress`: the base's confidence where the router stage put it (the last
+        extra column), the other extras at their training mean (unknown when serving); None =
+        not known (every extra at its training mean)."""
+        if confidence is None or not self.reads_confidence:
+            return None
+        from cogumi_ray.route.confidence import confidence_at
+
+        mean = self.bundle.featurizer.extra_mean
+        return confidence_at(mean[None, :].astype("float64"), float(confidence))
 
     def route(self, messages: Messages, extras: np.ndarray | None = None,
               request_id: str | None = None) -> Decision:

@@ -164,6 +164,12 @@ class ServeConfig(StrictModel):
     sessions_path: str | None = Field(
         None, description="SQLite session store the router replicas share (None = no memory)."
     )
+    calibrator_path: str | None = Field(
+        None, description="The compress stage's calibrator.json: with it, a progressive learned "
+        "router trained with the feature base_confidence reads the base's calibrated confidence "
+        "after each step (one greedy probe of max(steps) base tokens per routed request; "
+        "backends llama_cpp and hf). None = that feature stays at its training mean."
+    )
     session_memory: MemoryConfig = Field(
         default_factory=MemoryConfig,
         description="How the session store at sessions_path keeps turns (max_turns, ttl_s, "

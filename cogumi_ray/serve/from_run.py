@@ -138,6 +138,10 @@ def serve_config_for_run(cfg: CogumiConfig, *, config_path: str | None = None,
                                      or storage.join(cfg.run_dir, "serve", "sessions.sqlite"))
         if "session_memory" not in explicit:
             data["session_memory"] = cfg.route.memory.model_dump()
+        # The router may read the base's calibrated confidence (a progressive policy trained
+        # with base_confidence): the Generator computes it with the compress stage's calibrator.
+        if "calibrator_path" not in explicit:
+            data["calibrator_path"] = _finished_output(ctx, "compress", "calibrator")
     return ServeConfig.model_validate(data)
 
 

@@ -16,7 +16,15 @@ from typing import Any
 
 from cogumi_ray.generate.config import GenParams
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.serve.protocol import BASE, GenerationRequest, Generator, GenResult, Piece
+from cogumi_ray.serve.protocol import (
+    BASE,
+    ConfidenceProbe,
+    GenerationRequest,
+    Generator,
+    GenResult,
+    Messages,
+    Piece,
+)
 from cogumi_ray.serve.threads import iterate_in_thread
 
 log = logging.getLogger(__name__)
@@ -82,6 +90,13 @@ class ModelServer:
         self._cancelled = 0
         self._cancelled_pieces: list[int] = []  # pieces sent before each cancel, last 100
         self._warmed: dict[str, int] = {}  # warm() calls per adapter
+        # The router's base-confidence probe: a backend that can read it, with a calibrator.
+        self._probes = 0
+        self._can_probe = isinstance(self.backend, ConfidenceProbe) and \
+            getattr(self.backend, "calibrator", None) is not None
+        if cfg.calibrator_path and not self._can_probe:
+            log.warning("serve.calibrator_path is set but backend %r cannot read the base's "
+                        "confidence; a router trained with it keeps its training mean", cfg.backend)
 
     async def _adapter(self) -> str | None:
         from ray import serve
@@ -99,6 +114,20 @@ class ModelServer:
         if name is not None:
             self._warmed[name] = self._warmed.get(name, 0) + 1
         return name
+
+    async def base_confidence(self, messages: Messages, ks: list[int]) -> list[float] | None:
+        """The base's calibrated confidence after each k of `ks` greedy tokens (`ConfidenceProbe`),
+        for a progressive router; None = this backend or config cannot read it."""
+        if not self._can_probe:
+            return None
+        self._in_flight += 1
+        try:
+            out = await asyncio.to_thread(self.backend.base_confidence,  # type: ignore[attr-defined]
+                                          messages, ks)
+        finally:
+            self._in_flight -= 1
+        self._probes += 1
+        return out
 
     async def generate(self, request: GenerationRequest) -> list[GenResult]:
         self._in_flight += 1
@@ -150,7 +179,7 @@ class ModelServer:
         return {"cancelled_generations": self._cancelled,
                 "cancelled_after_pieces": list(self._cancelled_pieces),
                 "adapter_loads": dict(self._loads), "in_flight": self._in_flight,
-                "warmed": dict(self._warmed)}
+                "warmed": dict(self._warmed), "confidence_probes": self._probes}
 
     def __del__(self) -> None:  # Serve calls it when the replica stops
         backend = getattr(self, "backend", None)

@@ -27,6 +27,9 @@ class Decision:
     option: str
     confidence: float | None
     model: str  # the id the answer is reported under (the base's name, or "cogumi:<modifier>")
+    # A progressive policy's switch: the base tokens after which it chose this modifier (the
+    # policy's step; the served answer is the modifier's whole). None = decided before generating.
+    switched_after: int | None = None
 
 
 @dataclass
@@ -92,6 +95,18 @@ class Generator(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ConfidenceProbe(Protocol):
+    """A Generator that can also read the base's calibrated confidence (llama.cpp, hf): what a
+    router trained with the feature `base_confidence` reads after each progressive step."""
+
+    def base_confidence(self, prompt: Prompt, ks: list[int]) -> list[float]:
+        """P(the base's answer passes) after each k of `ks` generated tokens, from one greedy run
+        of max(ks) base tokens: the compress stage's calibrator on `compress.calibration`'s prefix
+        features, as the router stage read them. EngineError when no calibrator is configured."""
+        ...
 
 
 @runtime_checkable

@@ -7,17 +7,27 @@ turn, likely routed back to it, then finds its adapter loaded. The policy record
 decides; a request that then fails before any answer reaches the client (a Generator replica
 killed under it: a 503 the client retries) has its turn deleted again, so the store holds the
 answered turns only, each once.
+
+A progressive learned policy starts every routed turn with the base, then re-decides after each of
+its steps (`LearnedPolicy.progress`); a switch hands the whole answer to that modifier. When the
+router was trained with the base's calibrated confidence (`route.confidence`) and
+serve.calibrator_path is set, the Generator first runs one greedy probe of max(steps) base tokens
+on the last user message (as the router stage read its rows) and the router reads the confidence
+after each step. A cut policy, and every request a policy does not route, costs nothing extra; a
+failed probe leaves the base answering.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.serve.policy import make_policy
+from cogumi_ray.serve.policy import ROUTED, make_policy
 from cogumi_ray.serve.protocol import (
     BASE,
     Decision,
@@ -54,13 +64,23 @@ class Router:
     def __init__(self, cfg_dict: dict[str, Any], generator: Any) -> None:
         from ray.serve import metrics
 
-        from cogumi_ray.route.policy import LearnedPolicy
+        from cogumi_ray.route.policy import LearnedPolicy, ProgressivePolicy
 
         cfg = ServeConfig.model_validate(cfg_dict)
         self.policy = make_policy(cfg)
+        learned = self.policy if isinstance(self.policy, LearnedPolicy) else None
         # Only a learned policy with a session store knows sessions and request ids.
-        self.learned: LearnedPolicy | None = (
-            self.policy if isinstance(self.policy, LearnedPolicy) and self.policy.memory else None)
+        self.learned: LearnedPolicy | None = learned if learned is not None and learned.memory else None
+        # A progressive one re-decides a base start after each step, reading the base's confidence
+        # when it was trained with it and a calibrator is configured.
+        self.progressive: LearnedPolicy | None = (
+            learned if learned is not None and isinstance(learned.rule, ProgressivePolicy) else None)
+        self._probe = self.progressive is not None and self.progressive.reads_confidence
+        if self._probe and not cfg.calibrator_path:
+            log.warning("the router was trained with the base's confidence but serve.calibrator_path "
+                        "is not set (the compress stage's calibrator.json): it decides with its "
+                        "training mean instead")
+            self._probe = False
         self.modifiers = frozenset(cfg.adapters)
         self.generator = generator  # DeploymentHandle of the ModelServer
         # Which option answers how often, in the Ray dashboard / Prometheus.
@@ -70,21 +90,23 @@ class Router:
             "cogumi_adapter_warmups", tag_keys=("adapter",),
             description="Adapters pre-loaded for a session likely to need them again.")
         self._warmups: dict[str, int] = {}
+        self._switch_metric = metrics.Counter(
+            "cogumi_progressive_switches", tag_keys=("option", "step"),
+            description="Routed turns a progressive policy switched from the base to a modifier.")
+        self._probe_metric = metrics.Histogram(
+            "cogumi_confidence_probe_seconds", description="The base-confidence probe of a routed turn.",
+            boundaries=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+        self._switches: dict[str, int] = {}  # "<option>@<step tokens>" -> turns
+        self._probe_failures = 0
         self._warming: set[asyncio.Task[None]] = set()  # referenced until done (else collected)
 
-    def _decide(self, request: GenerationRequest, stream: bool,
-                rid: str | None) -> tuple[Decision, str | None]:
-        """The decision, and the modifier to pre-load (None = none)."""
+    def _decide(self, request: GenerationRequest, rid: str | None) -> tuple[Decision, str | None]:
+        """The decision, and the option this session has most needed (None = unknown)."""
         messages = conversation(request)
         if self.learned is None:
-            decision = self.policy.decide(messages, request.model)
-            likely = None
-        else:
-            likely = self.learned.likely_option(messages)  # read before this turn is recorded
-            decision = self.learned.decide(messages, request.model, request_id=rid)
-        self.routed.inc(tags={"option": decision.option, "stream": str(stream).lower()})
-        warm = likely if decision.option == BASE and likely in self.modifiers else None
-        return decision, warm
+            return self.policy.decide(messages, request.model), None
+        likely = self.learned.likely_option(messages)  # read before this turn is recorded
+        return self.learned.decide(messages, request.model, request_id=rid), likely
 
     def _to(self, decision: Decision, stream: bool = False) -> Any:
         if decision.option == BASE:  # no model id: any replica may answer with the base
@@ -97,16 +119,78 @@ class Router:
     async def stats(self) -> dict[str, Any]:
         """This replica's counters (tests and operators reach it with a deployment handle)."""
         return {"warmups": dict(self._warmups),
-                "expired_sessions": self.learned.expired if self.learned is not None else 0}
+                "expired_sessions": self.learned.expired if self.learned is not None else 0,
+                "progressive_switches": dict(self._switches),
+                "confidence_probe_failures": self._probe_failures}
 
     async def _decide_off_loop(self, request: GenerationRequest, stream: bool,
                                rid: str | None) -> Decision:
         # A learned policy embeds the query (~20 ms of CPU) and writes SQLite: keep the replica's
         # event loop free.
-        decision, warm = await asyncio.to_thread(self._decide, request, stream, rid)
-        if warm is not None:
-            self._warm(warm)
+        decision, likely = await asyncio.to_thread(self._decide, request, rid)
+        if self.progressive is not None and request.model == ROUTED and decision.option == BASE:
+            decision = await self._progress(conversation(request), decision)
+        self.routed.inc(tags={"option": decision.option, "stream": str(stream).lower()})
+        if decision.option == BASE and likely in self.modifiers:
+            self._warm(likely)  # type: ignore[arg-type]
         return decision
+
+    async def _progress(self, messages: Messages, start: Decision) -> Decision:
+        """The progressive policy after each step: the first modifier it switches to, or `start`
+        (the base). A failed probe or re-decision keeps the base: the client still gets an answer."""
+        policy = self.progressive
+        assert policy is not None
+        steps: tuple[int, ...] = policy.rule.steps  # type: ignore[union-attr]
+        confidence: dict[int, float] = {}  # step tokens -> the base's confidence by then
+        if self._probe:
+            try:
+                confidence = await self._probe_confidence(messages, steps)
+            except Exception as e:  # replica gone, prompt too long, ...: not worth a failed request
+                self._probe_failures += 1
+                log.warning("base-confidence probe failed, the base answers: %s: %s",
+                            type(e).__name__, e)
+                return start
+
+        def redecide() -> Decision | None:  # embeds and writes SQLite: off the event loop
+            for step, k in enumerate(steps):
+                switch = policy.progress(messages, step, policy.confidence_extras(confidence.get(k)))
+                if switch is not None:
+                    return dataclasses.replace(switch, switched_after=k)
+            return None
+
+        try:
+            switched = await asyncio.to_thread(redecide)
+        except Exception:
+            log.exception("progressive re-decision failed; the base answers")
+            return start
+        if switched is None:
+            return start
+        key = f"{switched.option}@{switched.switched_after}"
+        self._switches[key] = self._switches.get(key, 0) + 1
+        self._switch_metric.inc(tags={"option": switched.option, "step": str(switched.switched_after)})
+        return switched
+
+    async def _probe_confidence(self, messages: Messages, steps: tuple[int, ...]) -> dict[int, float]:
+        """{k: the base's calibrated confidence after k tokens} for each step k >= 1 (after 0 tokens
+        nothing is known). The Generator reads the last user message alone, chat-formatted, as the
+        router stage read its training rows; {} when it cannot probe (it logs why)."""
+        from cogumi_ray.route.policy import last_user_text
+
+        ks = [k for k in steps if k >= 1]
+        if not ks:
+            return {}
+        t0 = time.perf_counter()
+        query = [{"role": "user", "content": last_user_text(messages)}]
+        got = await self.generator.options().base_confidence.remote(query, ks)
+        self._probe_metric.observe(time.perf_counter() - t0)
+        if got is None:
+            log.warning("the Generator cannot read the base's confidence (see its log); the "
+                        "router decides with its training mean from now on")
+            self._probe = False
+            return {}
+        if len(got) != len(ks):
+            raise ValueError(f"the probe returned {len(got)} confidences for steps {ks}")
+        return dict(zip(ks, (float(c) for c in got), strict=True))
 
     async def _forget(self, rid: str | None) -> None:
         """Undo the turn recorded for request `rid`, which got no answer."""

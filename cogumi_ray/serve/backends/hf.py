@@ -18,6 +18,7 @@ from typing import Any
 
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
+from cogumi_ray.serve.backends.probe import load_calibrator, require_calibrator
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.serve.errors import check_context
 from cogumi_ray.serve.protocol import GenResult, Prompt
@@ -42,6 +43,7 @@ class HFGenerator:
         self._lock = threading.Lock()  # PEFT's active adapter is model-wide state
         eos = self.tokenizer.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos])
+        self.calibrator = load_calibrator(cfg)
 
     # adapters
 
@@ -162,6 +164,22 @@ class HFGenerator:
         if rest:
             yield rest
         yield GenResult(text, "stop" if hit_eos or hit_stop else "length", len(ids), len(out))
+
+    def base_confidence(self, prompt: Prompt, ks: list[int]) -> list[float]:
+        """`ConfidenceProbe`: calibrated confidence after each k of `ks` greedy base tokens, read
+        by `calibration.hf_prefix_features`' own greedy loop on the loaded base (adapters off)."""
+        import torch
+
+        from cogumi_ray.compress import calibration as cal
+
+        calibrator = require_calibrator(self.calibrator)
+        ks = cal._check_ks(ks)
+        ids = self.prompt_ids(prompt)
+        check_context(len(ids), max(ks), self.n_ctx, prompt)
+        eos = cal._hf_eos_ids(self.engine.model, self.tokenizer)
+        with self._lock, self._selected(None) as model, torch.inference_mode():
+            steps = cal._hf_steps(model, ids, max(ks), eos)
+        return calibrator.predict(cal._prefix_rows(steps, ks)).tolist()
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from typing import Any
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
 from cogumi_ray.generate.engines.llama_lora import free_lora, load_lora, set_lora
+from cogumi_ray.serve.backends.probe import load_calibrator, require_calibrator
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.serve.errors import check_context
 from cogumi_ray.serve.protocol import GenResult, Prompt
@@ -51,6 +52,7 @@ class LlamaCppGenerator:
         self._adapters: dict[str, Any] = {}  # name -> llama_adapter_lora pointer
         self._active: str | None = None
         self._lock = threading.Lock()  # one llama context: one sequence at a time
+        self.calibrator = load_calibrator(cfg)
 
     # adapters
 
@@ -135,6 +137,37 @@ class LlamaCppGenerator:
             yield rest
         reason = "stop" if hit_eos or hit_stop else "length"
         yield GenResult(text, reason, len(ids), len(out))
+
+    def base_confidence(self, prompt: Prompt, ks: list[int]) -> list[float]:
+        """`ConfidenceProbe`: calibrated confidence after each k of `ks` greedy base tokens.
+
+        The decode loop of `calibration.gguf_prefix_features` (the router stage's features) on the
+        loaded context instead of a second model: its step and prefix features come from the same
+        helpers, from the last position's logits. The prompt stays in the KV cache, so a base
+        answer to the same prompt next skips re-reading it.
+        """
+        import numpy as np
+
+        from cogumi_ray.compress import calibration as cal
+
+        calibrator = require_calibrator(self.calibrator)
+        ks = cal._check_ks(ks)
+        ids = self.prompt_ids(prompt)
+        check_context(len(ids), max(ks), self.n_ctx, prompt)
+        n_vocab = self.llm.n_vocab()
+        steps = []
+        with self._lock:
+            self._set_active(None)
+            self.llm.reset()  # read the prompt afresh, as the router stage did
+            self.llm.eval(ids)
+            for _ in range(max(ks)):
+                logits = np.ctypeslib.as_array(self._lc.llama_get_logits_ith(self.llm.ctx, -1),
+                                               shape=(n_vocab,))
+                steps.append(cal._step(logits))
+                if self._lc.llama_vocab_is_eog(self._vocab, steps[-1][0]):
+                    break
+                self.llm.eval([steps[-1][0]])
+        return calibrator.predict(cal._prefix_rows(steps, ks)).tolist()
 
     def _decode(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
