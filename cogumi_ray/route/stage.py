@@ -81,8 +81,8 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str],
                                 rc.features, out_dir)
     conf_val, conf_test = (None, None) if conf is None else \
         (conf.rows(slice(0, len(val))), conf.rows(slice(len(val), None)))
-    emb_test = embed(test.texts, rc.features)
-    variant, variants = train_variants(val, embed(val.texts, rc.features), None if conf_val is None
+    emb_val, emb_test = embed(val.texts, rc.features), embed(test.texts, rc.features)
+    variant, variants = train_variants(val, emb_val, None if conf_val is None
                                        else conf_val.at(first_tokens), rc)
     featurizer, slices, trained, reads = variant.featurizer, variant.slices, variant.trained, \
         variant.name == "with"
@@ -102,9 +102,12 @@ def train_stage(rc: RouterConfig, out_dir: str, inputs: dict[str, str],
     outputs: dict[str, str] = {}
     policy, tuned = rc.policy, None
     if rc.tune.enabled:  # on the validation rows' out-of-fold probabilities, never on test
-        from cogumi_ray.tune.router_thresholds import tune_thresholds
+        from cogumi_ray.tune.router_thresholds import oof_step_views, tune_thresholds
 
-        res = tune_thresholds(rc, best.oof_probs, val.passed, val.options, val.costs, out_dir)
+        # each policy on what it reads when serving: per step / before generation, as the table
+        after, before = oof_step_views(best, variant.labels, emb_val, conf_val if reads else None,
+                                       list(rc.policy.steps), rc)
+        res = tune_thresholds(rc, before, val.passed, val.options, val.costs, out_dir, after)
         policy, tuned = res.policy, {**res.chosen, "test": operating_point(
             best_probs, test.passed, test.costs, test.options, res.policy)}
         outputs["thresholds"] = storage.join(out_dir, "tune_thresholds.json")

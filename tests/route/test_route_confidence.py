@@ -108,7 +108,12 @@ def test_threshold_settings_clip_and_keep_the_configured_one():
 def informed(synthetic, tmp_path_factory):
     """The stage with a fake compress calibrator/GGUF whose confidence knows the base's verdict
     (noisy after 3 tokens, clear after 5): the router with it must win on validation."""
-    d = tmp_path_factory.mktemp("informed")
+    rc = RouterConfig(routers=["logreg"], cv_folds=3, features=FeatureConfig(pca_dims=32),
+                      policy=PolicyConfig(kind="progressive"), escalation=EscalationConfig(per_class=50))
+    return _informed_stage(synthetic, tmp_path_factory.mktemp("informed"), rc)
+
+
+def _informed_stage(synthetic, d, rc: RouterConfig):
     cal = Calibrator(kind="temperature").save(str(d / "calibrator.json"))  # P = exp(feature 0)
     (d / "model.gguf").write_bytes(b"not read: _features is replaced")
     (d / "base").mkdir()
@@ -129,8 +134,6 @@ def informed(synthetic, tmp_path_factory):
             out[i, :, 0] = -np.logaddexp(0, -z)  # log sigmoid: P(pass) = exp(feature 0)
         return out
 
-    rc = RouterConfig(routers=["logreg"], cv_folds=3, features=FeatureConfig(pca_dims=32),
-                      policy=PolicyConfig(kind="progressive"), escalation=EscalationConfig(per_class=50))
     inputs = {"scores": synthetic.scores, "val": synthetic.val, "test": synthetic.test,
               "calibrator": cal, "gguf": str(d / "model.gguf"), "base": str(d / "base")}
     with pytest.MonkeyPatch.context() as mp:
@@ -168,3 +171,38 @@ def test_the_progressive_steps_differ_with_the_confidence(informed):
     assert [r["decided_after"] for r in cut] == [0, 5]
     # knowing the base's verdict (after 5 tokens) routes better than deciding before any token
     assert cut[1]["pass_rate"] >= cut[0]["pass_rate"]
+
+
+@pytest.mark.slow
+def test_tune_replays_the_progressive_policy_per_step(synthetic, tmp_path, ray_session, monkeypatch):
+    """With the confidence read, Ray Tune scores each candidate on the validation rows'
+    out-of-fold probabilities after each step and before generation
+    (tune.router_thresholds.oof_step_views), as the threshold table scores a setting."""
+    from cogumi_ray.route.config import ThresholdTuneConfig
+    from cogumi_ray.tune import router_thresholds
+
+    seen = {}
+    real = router_thresholds.tune_thresholds
+
+    def spy(rc, probs, passed, options, costs, out, step_probs=None):
+        seen.update(probs=probs, passed=passed, costs=costs, step_probs=step_probs)
+        return real(rc, probs, passed, options, costs, out, step_probs)
+
+    monkeypatch.setattr(router_thresholds, "tune_thresholds", spy)
+    pc = PolicyConfig(kind="progressive", thresholds=[0.7, 0.6, 0.5], switch_cost_per_token=0.01)
+    rc = RouterConfig(routers=["logreg"], cv_folds=3, features=FeatureConfig(pca_dims=32), policy=pc,
+                      escalation=EscalationConfig(per_class=50),
+                      tune=ThresholdTuneConfig(enabled=True, num_samples=3, lam=0.05))
+    out, report = _informed_stage(synthetic, tmp_path, rc)
+    assert report["base_confidence"]["used"]
+    steps, before = seen["step_probs"], seen["probs"]
+    assert len(steps) == 3 and np.abs(steps[0] - steps[2]).max() > 0.05
+    assert np.abs(before - steps[2]).max() > 0.05
+    trials = json.loads((tmp_path / "router" / "tune_results.json").read_text())["trials"]
+    seed = next(t for t in trials if t["thresholds"] == pc.thresholds and t["cut"] == pc.cut)
+    table = threshold_table(steps, before, seen["passed"], seen["costs"], pc, [])
+    for kind in ("progressive", "cut"):
+        row = next(r for r in table if r["policy"] == kind)
+        got = seed[f"{kind}_policy"]
+        assert (got["quality"], got["cost"]) == (row["pass_rate"], row["mean_cost"]), kind
+    assert out.metrics["tuned_thresholds"] == report["policy"]["thresholds"]
