@@ -248,3 +248,44 @@ def test_serving_a_run_takes_the_compress_calibrator(tmp_path):
     run("compress")
     assert served().calibrator_path == f"{d}/compress/calibrator.json"
     assert served(**{"serve.calibrator_path": "/x/cal.json"}).calibrator_path == "/x/cal.json"
+
+
+def test_served_graph_probes_and_switches(ray_session, serve_gguf, lora_ggufs, tmp_path):
+    """Through Ray Serve and the real llama.cpp Generator: a calibrator that finds the base hopeless
+    makes the progressive router switch to math at its first step; a confident one keeps the base.
+    The router's embedding of a real query (MiniLM) is ~0 on its random training basis, so the
+    confidence decides."""
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("llama_cpp")
+    import socket
+
+    from testkit import generator_stats, running_app
+
+    from cogumi_ray.compress.calibration import Calibrator
+    from cogumi_ray.generate.config import LlamaCppEngineConfig
+    from cogumi_ray.serve.config import DeploymentConfig
+
+    def calibrator(intercept: float) -> str:  # P(pass) = sigmoid(intercept) whatever the tokens
+        return Calibrator("platt", mean=(0.0,) * 4, scale=(1.0,) * 4, coef=(0.0,) * 4,
+                          intercept=intercept).save(str(tmp_path / f"cal{intercept}.json"))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    router = _router_dir(str(tmp_path / "router"), PROGRESSIVE)
+    for intercept, option in ((-8.0, "math"), (8.0, BASE)):
+        cfg = ServeConfig(base=serve_gguf, adapters={"math": lora_ggufs["math"]}, port=port,
+                          api_keys=[], api_key_env=None, policy="learned", router_path=router,
+                          calibrator_path=calibrator(intercept),
+                          llama_cpp=LlamaCppEngineConfig(n_ctx=512, n_threads=1),
+                          generator=DeploymentConfig(num_cpus=1))
+        with running_app(cfg) as url:
+            client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60)
+            r = client.chat.completions.with_raw_response.create(
+                model="cogumi", messages=MESSAGES, max_tokens=4, temperature=0)
+            reply = r.parse()
+            assert reply.cogumi["option"] == option and r.headers["x-cogumi-option"] == option
+            assert reply.model == ("cogumi:math" if option == "math" else cfg.served_base_name())
+            stats = generator_stats(cfg.app_name)
+            assert stats["confidence_probes"] == 1, stats
+            assert stats["adapter_loads"] == ({"math": 1} if option == "math" else {})
