@@ -88,7 +88,8 @@ def build_api(cfg: ServeConfig, upstream: Upstream, key_digests: frozenset[str] 
         completion_tokens = sum(r.completion_tokens for r in results)
         usage = oa.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                          total_tokens=prompt_tokens + completion_tokens)
-        info = oa.CogumiInfo(option=decision.option, confidence=decision.confidence)
+        info = oa.CogumiInfo(option=decision.option, confidence=decision.confidence,
+                        switched_after=decision.switched_after)
         created = int(time.time())
         out: oa.ChatCompletion | oa.Completion
         if chat:
@@ -144,7 +145,10 @@ def _params(body: oa.ChatCompletionRequest | oa.CompletionRequest, limits: Limit
 
 def _decision_headers(decision: Decision) -> dict[str, str]:
     conf = "none" if decision.confidence is None else f"{decision.confidence:.4f}"
-    return {"x-cogumi-option": decision.option, "x-cogumi-confidence": conf}
+    headers = {"x-cogumi-option": decision.option, "x-cogumi-confidence": conf}
+    if decision.switched_after is not None:  # a progressive policy left the base after k tokens
+        headers["x-cogumi-switched-after"] = str(decision.switched_after)
+    return headers
 
 
 async def _guarded(aw: Awaitable[T]) -> T:
@@ -184,7 +188,8 @@ async def _stream(req: GenerationRequest, rid: str, chat: bool, include_usage: b
     except BaseException:
         await _aclose(items)
         raise
-    info = oa.CogumiInfo(option=decision.option, confidence=decision.confidence)
+    info = oa.CogumiInfo(option=decision.option, confidence=decision.confidence,
+                        switched_after=decision.switched_after)
     created = int(time.time())
     sid = f"{'chatcmpl' if chat else 'cmpl'}-{rid}"
 

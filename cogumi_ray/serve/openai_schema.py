@@ -105,6 +105,8 @@ class Usage(BaseModel):
 class CogumiInfo(BaseModel):
     option: str
     confidence: float | None
+    # base tokens after which a progressive policy switched to `option`; None: decided up front
+    switched_after: int | None = None
 
 
 class AssistantMessage(BaseModel):

@@ -92,7 +92,7 @@ def test_chat_completion_shape(upstream):
     assert body["object"] == "chat.completion" and body["model"] == "cogumi:code"
     assert [c["message"]["content"] for c in body["choices"]] == ["echo0 hello there", "echo1 hello there"]
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
-    assert body["cogumi"] == {"option": "code", "confidence": None}
+    assert body["cogumi"] == {"option": "code", "confidence": None, "switched_after": None}
     assert r.headers["x-cogumi-option"] == "code" and r.headers["x-cogumi-confidence"] == "none"
     params = upstream.seen[-1].params
     assert (params.max_new_tokens, params.temperature, params.stop, params.seed) == (5, 0.0, ["zz"], 9)

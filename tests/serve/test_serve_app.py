@@ -88,7 +88,8 @@ def test_chat_routes_by_name(client, expected, model, option):
     resp = raw.parse()
     assert raw.headers["x-cogumi-option"] == option and raw.headers["x-cogumi-confidence"] == "none"
     assert raw.headers["x-request-id"] and resp.id.endswith(raw.headers["x-request-id"])
-    assert resp.cogumi == {"option": option, "confidence": None}  # the SDK keeps extra fields
+    # the SDK keeps extra fields
+    assert resp.cogumi == {"option": option, "confidence": None, "switched_after": None}
     want = expected[option]
     assert resp.choices[0].message.content == want.text
     assert resp.choices[0].finish_reason == want.finish_reason

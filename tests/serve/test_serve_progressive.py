@@ -285,6 +285,11 @@ def test_served_graph_probes_and_switches(ray_session, serve_gguf, lora_ggufs, t
                 model="cogumi", messages=MESSAGES, max_tokens=4, temperature=0)
             reply = r.parse()
             assert reply.cogumi["option"] == option and r.headers["x-cogumi-option"] == option
+            # the switch happened at the first step (3 base tokens); staying with the base is no
+            # switch at all
+            after = 3 if option == "math" else None
+            assert reply.cogumi["switched_after"] == after
+            assert r.headers.get("x-cogumi-switched-after") == (str(after) if after else None)
             assert reply.model == ("cogumi:math" if option == "math" else cfg.served_base_name())
             stats = generator_stats(cfg.app_name)
             assert stats["confidence_probes"] == 1, stats
