@@ -34,7 +34,7 @@ log = logging.getLogger("adapter_uplift")
 BASE = "base"
 
 
-def run_paths(run: Path, split: str) -> dict[str, Any]:
+def run_paths(run: Path, splits: list[str]) -> dict[str, Any]:
     """The files the benchmark reads, from the run manifest."""
     manifest = json.loads((run / "manifest.json").read_text())
     stages = manifest.get("stages", {})
@@ -55,7 +55,7 @@ def run_paths(run: Path, split: str) -> dict[str, Any]:
         sys.exit(f"{run}: no compress stage GGUFs; run `cogumi compress` first")
     return {
         "model": outputs("distill").get("model") or outputs("train_base").get("model"),
-        "test": outputs("curate").get(split),
+        "splits": {sp: outputs("curate").get(sp) for sp in splits},
         "scores": outputs("modifiers").get("scores"),
         "adapters": adapters,
         "adapter_dirs": {d: os.path.join(outputs("modifiers")["adapters"], d) for d in adapters},
@@ -64,8 +64,9 @@ def run_paths(run: Path, split: str) -> dict[str, Any]:
     }
 
 
-def hf_verdicts(scores_path: str | None, domain: str) -> dict[str, dict[str, bool]] | None:
-    """option (base | domain) -> row id -> passed, on the test rows of `domain`, or None."""
+def hf_verdicts(scores_path: str | None, domain: str,
+                splits: list[str]) -> dict[str, dict[str, bool]] | None:
+    """option (base | domain) -> row id -> passed, on the `splits` rows of `domain`, or None."""
     if not scores_path or not os.path.exists(scores_path):
         return None
     import pyarrow.parquet as pq
@@ -73,7 +74,7 @@ def hf_verdicts(scores_path: str | None, domain: str) -> dict[str, dict[str, boo
     rows = pq.read_table(scores_path).to_pylist()
     out: dict[str, dict[str, bool]] = {BASE: {}, domain: {}}
     for r in rows:
-        if r["split"] == "test" and r["domain"] == domain and r["option"] in out:
+        if r["split"] in splits and r["domain"] == domain and r["option"] in out:
             out[r["option"]][r["id"]] = bool(r["passed"])
     return out if out[BASE] and out[domain] else None
 
@@ -130,18 +131,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = load_config(args.config)
     run = Path(args.run).resolve()
-    paths = run_paths(run, cfg.eval.suite_split)
+    paths = run_paths(run, args.splits)
     cache = cache_dir(str(run)) if not args.no_cache else None
-    examples = read_examples(paths["test"])
+    missing = [sp for sp, p in paths["splits"].items() if not p]
+    if missing:
+        sys.exit(f"{run}: the curate stage has no {missing} split")
+    examples = [e for p in paths["splits"].values() for e in read_examples(p)]
     t_start = time.perf_counter()
     out: dict[str, Any] = {
-        "run": str(args.run), "branch": args.branch, "variants": args.variants,
+        "run": str(args.run), "splits": args.splits, "branch": args.branch, "variants": args.variants,
         "tolerance_pp": args.tolerance_pp, "decoding": cfg.eval.params.model_dump(mode="json"),
         "domains": {}, "flagged": [],
     }
     for domain, adapter in paths["adapters"].items():
         rows = [e for e in examples if e.domain == domain]
-        hf = hf_verdicts(paths["scores"], domain)
+        hf = hf_verdicts(paths["scores"], domain, args.splits)
         if hf is None:  # recompute: the eval engine on the base and on base + adapter (merged)
             from cogumi_ray.modifiers.scoring import score_adapter
 
@@ -215,6 +219,9 @@ def main() -> None:
                     help="the run's pipeline config YAML (default: the embedded one `cogumi demo` uses)")
     ap.add_argument("--variants", nargs="+", default=["f16", "Q5_K_M", "Q4_K_M"],
                     help="GGUF variants of the compress stage")
+    ap.add_argument("--splits", nargs="+", default=["test", "val"],
+                    help="curated splits whose rows are scored (both held-out and validation rows: "
+                    "60 a domain each on the embedded default, so one row is 0.8 pp, not 1.7)")
     ap.add_argument("--branch", default="dense", help="compress branch whose GGUFs are used "
                     "(the adapters were trained on the dense base)")
     ap.add_argument("--tolerance-pp", type=float, default=2.0,
