@@ -45,7 +45,9 @@ def _results(stages: dict[str, dict]) -> list[str]:
         lines.append(
             f"  distill (teacher {m.get('teacher')}): {_pct(m['pass_rate_before'])} -> "
             f"{_pct(m['pass_rate_after'])} ({100 * m['pass_rate_delta']:+.1f} pp); self-critique "
-            f"fixed {m.get('self_critique_fixed', 0)}/{m.get('failures', 0)} failures")
+            # of the failures it rewrote (distill.critique_limit), not of all of them
+            f"fixed {m.get('self_critique_fixed', 0)}/"
+            f"{m.get('self_critique_rows', m.get('failures', 0))} of {m.get('failures', 0)} failures")
         if m.get("kept") == "base":
             lines.append(
                 f"    kept the base: the retrained model passed {_pct(m['val_pass_rate_retrained'])}"
