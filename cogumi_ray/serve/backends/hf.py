@@ -18,6 +18,7 @@ from typing import Any
 
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
+from cogumi_ray.serve.backends.common import final_result, hf_prompt_ids
 from cogumi_ray.serve.backends.probe import load_calibrator, require_calibrator
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.serve.errors import check_context
@@ -99,18 +100,10 @@ class HFGenerator:
     # generation
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        tok = self.tokenizer
-        if isinstance(prompt, str):
-            return list(tok(prompt)["input_ids"])
-        from cogumi_ray.models.chat import build_chat_prompt, encode_chat
-
-        return encode_chat(tok, build_chat_prompt(tok, prompt))
+        return hf_prompt_ids(self.tokenizer, prompt)
 
     def generate(self, prompt: Prompt, params: GenParams, adapter: str | None) -> GenResult:
-        for item in self.stream(prompt, params, adapter):
-            if isinstance(item, GenResult):
-                return item
-        raise AssertionError("stream ended without a result")
+        return final_result(self.stream(prompt, params, adapter))
 
     def _warpers(self, params: GenParams) -> Any:
         from transformers import (

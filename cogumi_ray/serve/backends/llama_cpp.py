@@ -18,6 +18,7 @@ from typing import Any
 from cogumi_ray.generate.config import EngineConfig, GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
 from cogumi_ray.generate.engines.llama_lora import free_lora, load_lora, set_lora
+from cogumi_ray.serve.backends.common import final_result
 from cogumi_ray.serve.backends.probe import load_calibrator, require_calibrator
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.serve.errors import check_context
@@ -105,10 +106,7 @@ class LlamaCppGenerator:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def generate(self, prompt: Prompt, params: GenParams, adapter: str | None) -> GenResult:
-        for item in self.stream(prompt, params, adapter):
-            if isinstance(item, GenResult):
-                return item
-        raise AssertionError("stream ended without a result")
+        return final_result(self.stream(prompt, params, adapter))
 
     def stream(self, prompt: Prompt, params: GenParams, adapter: str | None) -> Iterator[str | GenResult]:
         """The batch engine's decode loop (same sampler), yielding stop-safe text as it grows."""

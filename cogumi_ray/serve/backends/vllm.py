@@ -30,6 +30,7 @@ from cogumi_ray.errors import ConfigError, MissingDependencyError
 from cogumi_ray.generate.config import GenParams
 from cogumi_ray.generate.engines.base import EngineError, cut_at_stop
 from cogumi_ray.generate.engines.vllm import llm_kwargs
+from cogumi_ray.serve.backends.common import final_result, hf_prompt_ids
 from cogumi_ray.serve.config import VLLM_LORA_RANKS, ServeConfig
 from cogumi_ray.serve.errors import ServeError, check_context
 from cogumi_ray.serve.model_server import choice_params
@@ -268,18 +269,10 @@ class VLLMGenerator:
     # generation
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        tok = self.tokenizer
-        if isinstance(prompt, str):
-            return list(tok(prompt)["input_ids"])
-        from cogumi_ray.models.chat import build_chat_prompt, encode_chat
-
-        return encode_chat(tok, build_chat_prompt(tok, prompt))
+        return hf_prompt_ids(self.tokenizer, prompt)
 
     def generate(self, prompt: Prompt, params: GenParams, adapter: str | None) -> GenResult:
-        for item in self.stream(prompt, params, adapter):
-            if isinstance(item, GenResult):
-                return item
-        raise AssertionError("stream ended without a result")
+        return final_result(self.stream(prompt, params, adapter))
 
     def stream(self, prompt: Prompt, params: GenParams, adapter: str | None) -> Iterator[str | GenResult]:
         ids = self.prompt_ids(prompt)
