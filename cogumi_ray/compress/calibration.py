@@ -162,7 +162,6 @@ def gguf_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]], fir
 def gguf_prefix_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int]],
                          ks: Sequence[int], *, n_threads: int | None = None) -> np.ndarray:
     """(len(ks), rows, len(FEATURES)): `gguf_features` after each k of `ks` generated tokens."""
-    import llama_cpp
 
     from cogumi_ray.generate.engines.llama_load import open_llama
 
@@ -170,30 +169,38 @@ def gguf_prefix_features(gguf_path: str, prompt_token_ids: Sequence[Sequence[int
     first_tokens = max(ks)
     if not prompt_token_ids or any(len(ids) == 0 for ids in prompt_token_ids):
         raise DataError("gguf_features needs non-empty prompt token ids (use chat_token_ids)")
-    # logits_all=True: llama.cpp fills `scores` only then; its (n_ctx x vocab) buffer is sized to
-    # the longest prompt + the tokens read, not to a default context
     n_ctx = max(len(ids) for ids in prompt_token_ids) + first_tokens + 1
     try:
         # n_threads_batch too: the prompt is one batch, read by cpu_count() threads by default
-        llm = open_llama(gguf_path, n_ctx=n_ctx, logits_all=True, n_threads=n_threads,
-                         n_threads_batch=n_threads, verbose=False)
+        llm = open_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                         verbose=False)
     except Exception as e:
         raise ModelError(f"cannot load GGUF {gguf_path!r}: {type(e).__name__}: {e}") from None
-    rows = []
     try:
-        for ids in prompt_token_ids:
-            llm.reset()  # no KV prefix reuse between prompts
-            llm.eval(list(ids))
-            steps = []
-            for _ in range(first_tokens):
-                steps.append(_step(llm.scores[llm.n_tokens - 1]))
-                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, steps[-1][0]):
-                    break
-                llm.eval([steps[-1][0]])
-            rows.append(_prefix_rows(steps, ks))
+        rows = [_prefix_rows(gguf_steps(llm, ids, first_tokens), ks) for ids in prompt_token_ids]
     finally:
         llm.close()
     return _stack(rows, len(ks))
+
+
+def gguf_steps(llm: Any, ids: Sequence[int], n: int) -> list[tuple[int, float, float, float]]:
+    """Up to `n` greedy steps (`_step` of each) after the prompt `ids` on a loaded llama.cpp
+    model, stopping after an end-of-generation token. The prompt is read afresh (no KV prefix
+    reuse) and each step reads the last position's logits, so the router stage's features and a
+    serving replica's probe (on its own loaded model) are the same numbers."""
+    import llama_cpp
+
+    vocab, n_vocab = llama_cpp.llama_model_get_vocab(llm.model), llm.n_vocab()
+    llm.reset()
+    llm.eval(list(ids))
+    steps: list[tuple[int, float, float, float]] = []
+    for _ in range(n):
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+        steps.append(_step(logits))
+        if llama_cpp.llama_vocab_is_eog(vocab, steps[-1][0]):
+            break
+        llm.eval([steps[-1][0]])
+    return steps
 
 
 def raw_confidence(features: np.ndarray) -> np.ndarray:

@@ -139,32 +139,19 @@ class LlamaCppGenerator:
     def base_confidence(self, prompt: Prompt, ks: list[int]) -> list[float]:
         """`ConfidenceProbe`: calibrated confidence after each k of `ks` greedy base tokens.
 
-        The decode loop of `calibration.gguf_prefix_features` (the router stage's features) on the
-        loaded context instead of a second model: its step and prefix features come from the same
-        helpers, from the last position's logits. The prompt stays in the KV cache, so a base
+        `calibration.gguf_steps`, the decode loop of the router stage's features, on the loaded
+        context instead of a second model. The prompt stays in the KV cache, so a base
         answer to the same prompt next skips re-reading it.
         """
-        import numpy as np
-
         from cogumi_ray.compress import calibration as cal
 
         calibrator = require_calibrator(self.calibrator)
         ks = cal._check_ks(ks)
         ids = self.prompt_ids(prompt)
         check_context(len(ids), max(ks), self.n_ctx, prompt)
-        n_vocab = self.llm.n_vocab()
-        steps = []
         with self._lock:
             self._set_active(None)
-            self.llm.reset()  # read the prompt afresh, as the router stage did
-            self.llm.eval(ids)
-            for _ in range(max(ks)):
-                logits = np.ctypeslib.as_array(self._lc.llama_get_logits_ith(self.llm.ctx, -1),
-                                               shape=(n_vocab,))
-                steps.append(cal._step(logits))
-                if self._lc.llama_vocab_is_eog(self._vocab, steps[-1][0]):
-                    break
-                self.llm.eval([steps[-1][0]])
+            steps = cal.gguf_steps(self.llm, ids, max(ks))  # the router stage's own decode loop
         return calibrator.predict(cal._prefix_rows(steps, ks)).tolist()
 
     def _decode(self, tokens: list[int]) -> str:
