@@ -36,9 +36,9 @@ STAGE = "router"
 
 
 def run(cfg: CogumiConfig, ctx: RunContext, inputs: dict[str, str]) -> StageOutput:
-    # the compress stage's calibrator read this many generated tokens
-    return train_stage(cfg.route, ctx.stage_dir(STAGE), inputs,
-                       confidence_tokens=cfg.compress.calibration.first_tokens)
+    compress = getattr(cfg, "compress", None)  # the calibrator read this many generated tokens
+    tokens = compress.calibration.first_tokens if compress is not None else None
+    return train_stage(cfg.route, ctx.stage_dir(STAGE), inputs, confidence_tokens=tokens)
 
 
 def _save_dir(write: Callable[[str], None], out: str) -> None:
