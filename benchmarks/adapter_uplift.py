@@ -58,6 +58,9 @@ def run_paths(run: Path, splits: list[str]) -> dict[str, Any]:
     return {
         "model": outputs("distill").get("model") or outputs("train_base").get("model"),
         "splits": {sp: outputs("curate").get(sp) for sp in splits},
+        "train": outputs("curate").get("train"),
+        "heldout_max_jaccard": stages.get("curate", {}).get("metrics", {}).get(
+            "test_max_jaccard_to_train"),
         "scores": outputs("modifiers").get("scores"),
         "adapters": adapters,
         "adapter_dirs": {d: os.path.join(outputs("modifiers")["adapters"], d) for d in adapters},
@@ -126,6 +129,41 @@ def llama_engine(gguf: str, lora: str | None, threads: int | None) -> Any:
                         llama_cpp=LlamaCppEngineConfig(n_threads=threads, lora=lora))
 
 
+def fresh_rows(paths: dict[str, Any], train_path: str | None, domains: list[str], per_domain: int,
+               seed: int) -> tuple[list[Any], dict[str, Any]]:
+    """`per_domain` rows of each domain from the suite generator under another seed, spread evenly
+    over difficulties, none with an instruction that any curated split holds (new parameter
+    combinations of the trained skills); plus their closeness to the training rows, measured as
+    the curate stage measures the held-out split's."""
+    import dataclasses
+
+    from cogumi_ray.data.config import SuiteConfig
+    from cogumi_ray.data.novelty import heldout_novelty, mild
+    from cogumi_ray.data.suite import generate_suite
+    from cogumi_ray.eval.stage import read_examples
+
+    train = read_examples(train_path) if train_path else []
+    seen = {mild(e.instruction) for e in train}
+    for p in paths["splits"].values():
+        seen.update(mild(e.instruction) for e in read_examples(p))
+    pool = [e for e in generate_suite(SuiteConfig(examples_per_domain=max(2 * per_domain, 1000),
+                                                  domains=domains, seed=seed))
+            if mild(e.instruction) not in seen]
+    out: list[Any] = []
+    for d in domains:
+        by_level: dict[str, list[Any]] = {}
+        for e in pool:
+            if e.domain == d:
+                by_level.setdefault(e.difficulty, []).append(e)
+        levels = sorted(by_level)
+        for i, level in enumerate(levels):  # an even share per difficulty, the rest to the last
+            want = per_domain // len(levels) + (per_domain % len(levels) if i == len(levels) - 1 else 0)
+            out.extend(dataclasses.replace(e, id=f"fresh{seed}-{e.id}") for e in by_level[level][:want])
+    nov = heldout_novelty([(e.id, e.instruction) for e in train], [(e.id, e.instruction) for e in out])
+    return out, {"seed": seed, "rows": len(out), "max_jaccard_to_train": nov.max_jaccard,
+                 "mean_max_jaccard_to_train": nov.mean_max_jaccard}
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from cogumi_ray.config import load_config
     from cogumi_ray.eval.score_cache import cache_dir
@@ -145,9 +183,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "tolerance_pp": args.tolerance_pp, "decoding": cfg.eval.params.model_dump(mode="json"),
         "domains": {}, "flagged": [],
     }
+    if args.fresh:
+        extra, out["fresh"] = fresh_rows(paths, paths["train"], list(paths["adapters"]), args.fresh,
+                                         args.fresh_seed)
+        out["fresh"]["heldout_max_jaccard_to_train"] = paths["heldout_max_jaccard"]
+        examples += extra
     for domain, adapter in paths["adapters"].items():
         rows = [e for e in examples if e.domain == domain]
         hf = hf_verdicts(paths["scores"], domain, args.splits)
+        if hf is not None and args.fresh:  # the stage scored the splits only: the fresh rows too
+            hf = None
         if hf is None:  # recompute: the eval engine on the base and on base + adapter (merged)
             from cogumi_ray.modifiers.scoring import score_adapter
 
@@ -224,6 +269,12 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", default=["test", "val"],
                     help="curated splits whose rows are scored (both held-out and validation rows: "
                     "60 a domain each on the embedded default, so one row is 0.8 pp, not 1.7)")
+    ap.add_argument("--fresh", type=int, default=0, metavar="N",
+                    help="also score N fresh rows a domain: the suite generator under "
+                    "--fresh-seed, minus every instruction of the curated splits (the held-out "
+                    "split caps a domain at 60 rows; more rows narrow the intervals). HF is then "
+                    "scored here rather than read from the stage's scores.parquet")
+    ap.add_argument("--fresh-seed", type=int, default=1)
     ap.add_argument("--branch", default="dense", help="compress branch whose GGUFs are used "
                     "(the adapters were trained on the dense base)")
     ap.add_argument("--tolerance-pp", type=float, default=2.0,

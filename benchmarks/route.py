@@ -81,17 +81,17 @@ def decision_latency(name: str, emb: np.ndarray, y: np.ndarray, repeats: int) ->
     return percentiles(one, repeats)
 
 
-def embedding_latency(repeats: int, threads: int | None) -> dict[str, Any]:
+def embedding_latency(repeats: int, threads: int | None, quantize: str) -> dict[str, Any]:
     from cogumi_ray.route.config import FeatureConfig
     from cogumi_ray.route.features import embed, embedder
 
+    fc = FeatureConfig(threads=threads, embed_quantize=quantize)
     t0 = time.perf_counter()
-    embedder(None, "cpu")
+    embedder(fc.embed_model, fc.device, fc.embed_quantize)
     load_s = time.perf_counter() - t0
-    fc = FeatureConfig(threads=threads)
     texts = [f"Write a Python function that sorts a list of {i} integers, handling edge cases"
              for i in range(64)]
-    return {"load_s": round(load_s, 2), "threads": threads,
+    return {"load_s": round(load_s, 2), "threads": threads, "quantize": quantize,
             **percentiles(lambda i: embed([texts[i % 64]], fc), repeats, warmup=5)}
 
 
@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in ("mlp", "knn", "logreg"):
         out["decision"][name] = decision_latency(name, emb, y, args.repeats)
         print(name, out["decision"][name], flush=True)
-    out["embedding"] = embedding_latency(max(50, args.repeats // 5), args.threads)
+    out["embedding"] = {q: embedding_latency(max(50, args.repeats // 5), args.threads, q)
+                        for q in ("int8", "none")}  # the default and full precision, side by side
     print("embedding", out["embedding"], flush=True)
     out["escalation"] = {"tfidf": escalation_latency("tfidf", args.repeats)}
     if args.minilm_escalation:

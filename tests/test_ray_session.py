@@ -61,3 +61,16 @@ def test_the_pool_guard_applies_only_without_ray_data_reservations(ray_session):
         assert actor_pool_size(8, cpus, "test") == 1  # each actor would take every CPU
     finally:
         ctx.op_resource_reservation_enabled = before
+
+
+def test_a_local_ray_runs_serve_on_its_fast_path(ray_session):
+    """Every Ray worker (Serve's proxy and replicas among them) inherits the two settings."""
+    import os
+
+    from cogumi_ray.ray_session import SERVE_FAST_PATH_ENV
+
+    @ray_session.remote
+    def worker_env() -> dict[str, str | None]:
+        return {k: os.environ.get(k) for k in SERVE_FAST_PATH_ENV}
+
+    assert ray_session.get(worker_env.remote()) == SERVE_FAST_PATH_ENV

@@ -70,5 +70,6 @@ class RouterBundle:
         if featurizer.options != router.options:
             raise ModelError(f"{path!r}: features were fitted for options {featurizer.options} but "
                              f"the router scores {router.options}; retrain the router")
-        return cls(router, featurizer, FeatureConfig.model_validate(meta["features"]),
+        features = {"embed_quantize": "none", **meta["features"]}  # saved before int8 existed
+        return cls(router, featurizer, FeatureConfig.model_validate(features),
                    PolicyConfig.model_validate(meta["policy"]), [float(c) for c in meta["costs"]])

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cogumi_ray.errors import DataError
+from cogumi_ray.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,14 +24,33 @@ _EMBEDDERS: dict[tuple[str | None, str], Any] = {}
 _MAX_TURNS = 10  # turns beyond this look alike to the router
 
 
-def embedder(model: str | None, device: str) -> Any:
-    """The sentence-embedding model, loaded once per process (loading takes seconds)."""
+def embedder(model: str | None, device: str, quantize: str = "none") -> Any:
+    """The sentence-embedding model, loaded once per process (loading takes seconds); with
+    quantize='int8' its Linear layers are dynamically quantized (CPU only)."""
     from cogumi_ray.failures.embed import load_embedder
 
-    key = (model, device)
+    key = (model, device, quantize)
     if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = load_embedder(model, device)
+        m = load_embedder(model, device)
+        if quantize == "int8":
+            m = quantize_linear_int8(m, device)
+        _EMBEDDERS[key] = m
     return _EMBEDDERS[key]
+
+
+def quantize_linear_int8(model: Any, device: str) -> Any:
+    """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per
+    call): a single short query is dominated by these matmuls on CPU."""
+    import warnings
+
+    import torch
+
+    if device != "cpu":
+        raise ConfigError(f"route.features.embed_quantize: int8 runs on CPU only (device {device!r}); "
+                          "set embed_quantize: none")
+    with warnings.catch_warnings():  # torch points eager quantization users at torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def embed(texts: list[str], fc: FeatureConfig) -> np.ndarray:
@@ -39,7 +58,7 @@ def embed(texts: list[str], fc: FeatureConfig) -> np.ndarray:
     import numpy as np
     import torch
 
-    model = embedder(fc.embed_model, fc.device)
+    model = embedder(fc.embed_model, fc.device, fc.embed_quantize)
     threads = torch.get_num_threads()
     if fc.threads:
         torch.set_num_threads(fc.threads)
