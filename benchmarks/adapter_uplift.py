@@ -130,15 +130,15 @@ def llama_engine(gguf: str, lora: str | None, threads: int | None) -> Any:
 
 
 def fresh_rows(paths: dict[str, Any], train_path: str | None, domains: list[str], per_domain: int,
-               seed: int) -> tuple[list[Any], dict[str, Any]]:
+               seed: int, below: float) -> tuple[list[Any], dict[str, Any]]:
     """`per_domain` rows of each domain from the suite generator under another seed, spread evenly
-    over difficulties, none with an instruction that any curated split holds (new parameter
-    combinations of the trained skills); plus their closeness to the training rows, measured as
-    the curate stage measures the held-out split's."""
+    over difficulties: new parameter combinations of the trained skills, as the held-out split's
+    rows are. None has an instruction that a curated split holds, or one whose char-3-gram
+    Jaccard with a training instruction reaches `below` (curation's near-duplicate threshold)."""
     import dataclasses
 
     from cogumi_ray.data.config import SuiteConfig
-    from cogumi_ray.data.novelty import heldout_novelty, mild
+    from cogumi_ray.data.novelty import closest_train_rows, heldout_novelty, mild
     from cogumi_ray.data.suite import generate_suite
     from cogumi_ray.eval.stage import read_examples
 
@@ -146,9 +146,15 @@ def fresh_rows(paths: dict[str, Any], train_path: str | None, domains: list[str]
     seen = {mild(e.instruction) for e in train}
     for p in paths["splits"].values():
         seen.update(mild(e.instruction) for e in read_examples(p))
-    pool = [e for e in generate_suite(SuiteConfig(examples_per_domain=max(2 * per_domain, 1000),
+    pool = [e for e in generate_suite(SuiteConfig(examples_per_domain=max(3 * per_domain, 1000),
                                                   domains=domains, seed=seed))
             if mild(e.instruction) not in seen]
+    def text(e: Any) -> str:  # what the curate stage compares (instruction + response)
+        return f"{e.instruction}\n{e.response}"
+
+    if train:
+        near = closest_train_rows([text(e) for e in train], [text(e) for e in pool])
+        pool = [e for e, (j, _) in zip(pool, near, strict=True) if j < below]
     out: list[Any] = []
     for d in domains:
         by_level: dict[str, list[Any]] = {}
@@ -159,7 +165,7 @@ def fresh_rows(paths: dict[str, Any], train_path: str | None, domains: list[str]
         for i, level in enumerate(levels):  # an even share per difficulty, the rest to the last
             want = per_domain // len(levels) + (per_domain % len(levels) if i == len(levels) - 1 else 0)
             out.extend(dataclasses.replace(e, id=f"fresh{seed}-{e.id}") for e in by_level[level][:want])
-    nov = heldout_novelty([(e.id, e.instruction) for e in train], [(e.id, e.instruction) for e in out])
+    nov = heldout_novelty([(e.id, text(e)) for e in train], [(e.id, text(e)) for e in out])
     return out, {"seed": seed, "rows": len(out), "max_jaccard_to_train": nov.max_jaccard,
                  "mean_max_jaccard_to_train": nov.mean_max_jaccard}
 
@@ -185,7 +191,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.fresh:
         extra, out["fresh"] = fresh_rows(paths, paths["train"], list(paths["adapters"]), args.fresh,
-                                         args.fresh_seed)
+                                         args.fresh_seed, cfg.curate.dedup.threshold)
         out["fresh"]["heldout_max_jaccard_to_train"] = paths["heldout_max_jaccard"]
         examples += extra
     for domain, adapter in paths["adapters"].items():

@@ -55,28 +55,36 @@ class Novelty:
     mean_max_jaccard: float  # mean over held-out rows of their closest training row
 
 
-def heldout_novelty(
-    train: Sequence[tuple[str, str]], heldout: Sequence[tuple[str, str]], candidates: int = 8
-) -> Novelty:
-    """(id, text) rows; each held-out row's closest training row by exact Jaccard among the
-    `candidates` best MinHash estimates."""
+def closest_train_rows(train: Sequence[str], texts: Sequence[str],
+                       candidates: int = 8) -> list[tuple[float, int]]:
+    """For each text, (exact Jaccard, index) of its closest training text among the `candidates`
+    best MinHash estimates."""
     import numpy as np
 
     # inside: the suite package imports this module (its generator shares ByteMinHash)
     from cogumi_ray.data.suite.base import char_ngrams, jaccard
 
-    if not train or not heldout:
-        return Novelty(0.0, None, None, 0.0)
     mh = ByteMinHash()
-    train_grams = [char_ngrams(mild(t)) for _, t in train]
+    train_grams = [char_ngrams(mild(t)) for t in train]
     sigs = np.stack([mh.signature(g) for g in train_grams])  # (n_train, perms)
     k = min(candidates, len(train))
     best: list[tuple[float, int]] = []
-    for _, text in heldout:
+    for text in texts:
         grams = char_ngrams(mild(text))
         est = (sigs == mh.signature(grams)).sum(axis=1)
         top = np.argpartition(-est, k - 1)[:k]
         best.append(max((jaccard(grams, train_grams[j]), int(j)) for j in top))
+    return best
+
+
+def heldout_novelty(
+    train: Sequence[tuple[str, str]], heldout: Sequence[tuple[str, str]], candidates: int = 8
+) -> Novelty:
+    """(id, text) rows; each held-out row's closest training row by exact Jaccard among the
+    `candidates` best MinHash estimates."""
+    if not train or not heldout:
+        return Novelty(0.0, None, None, 0.0)
+    best = closest_train_rows([t for _, t in train], [t for _, t in heldout], candidates)
     i = max(range(len(best)), key=lambda n: best[n][0])
     return Novelty(
         max_jaccard=round(best[i][0], 4), heldout_id=heldout[i][0], train_id=train[best[i][1]][0],
