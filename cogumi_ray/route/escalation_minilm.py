@@ -24,7 +24,8 @@ def _embed(texts: list[str]) -> np.ndarray:
     from cogumi_ray.route.config import FeatureConfig
     from cogumi_ray.route.features import embed
 
-    return embed(texts, FeatureConfig())
+    # full precision, as the detectors saved before int8 router embeddings existed were trained
+    return embed(texts, FeatureConfig(embed_quantize="none"))
 
 
 class MiniLMDetector(EscalationDetector):

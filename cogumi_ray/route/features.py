@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from cogumi_ray.route.config import FeatureConfig
 
-_EMBEDDERS: dict[tuple[str | None, str], Any] = {}
+_EMBEDDERS: dict[tuple[str | None, str, str], Any] = {}
 _MAX_TURNS = 10  # turns beyond this look alike to the router
 
 
