@@ -189,6 +189,11 @@ class LearnedPolicy:
                    EscalationDetector.load(esc) if os.path.isdir(esc) else None,
                    SessionStore(memory_path, memory_cfg) if memory_path else None)
 
+    def warm(self) -> None:
+        """Load the embedding model now (seconds on CPU) rather than on the first routed request:
+        the Router replica calls it while it starts, so Serve reports it ready once it is."""
+        self._embed(["warm-up"])
+
     def _minilm(self, texts: list[str]) -> np.ndarray:
         from cogumi_ray.route.features import embed
 

@@ -69,6 +69,8 @@ class Router:
         cfg = ServeConfig.model_validate(cfg_dict)
         self.policy = make_policy(cfg)
         learned = self.policy if isinstance(self.policy, LearnedPolicy) else None
+        if learned is not None:
+            learned.warm()  # the first routed request would otherwise load the embedding model
         # Only a learned policy with a session store knows sessions and request ids.
         self.learned: LearnedPolicy | None = learned if learned is not None and learned.memory else None
         # A progressive one re-decides a base start after each step, reading the base's confidence

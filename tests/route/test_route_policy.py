@@ -186,3 +186,18 @@ def test_the_memory_config_reaches_the_session_store(bundle, tmp_path):
     assert [t.turn for t in served.memory.turns(_sid(same))] == [3, 4]  # max_turns=2 applies
     assert served.likely_option(same) == "math"
     assert served.likely_option([{"role": "user", "content": "new"}]) is None
+
+
+def test_warm_loads_the_embedder_before_any_request(bundle):
+    seen: list[list[str]] = []
+
+    def counting(texts: list[str]):
+        seen.append(list(texts))
+        return keyword_embed(texts)
+
+    policy = LearnedPolicy(bundle, "tiny", ["code", "math", "writing"], embed_fn=counting)
+    assert seen == []  # constructing stays cheap: a test or a CLI may never route
+    policy.warm()
+    assert len(seen) == 1
+    policy.decide([{"role": "user", "content": "python code please"}], "cogumi")
+    assert len(seen) == 2
