@@ -53,8 +53,8 @@ class RayConfig(StrictModel):
         True,
         description="A local Ray this process starts runs Ray Serve with handle calls over gRPC "
         "and replica code on the replica's event loop (RAY_SERVE_USE_GRPC_BY_DEFAULT=1, "
-        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0, unless already set): ~5 ms less per "
-        "request through the HTTP proxy and two hops on 2 cores. A cluster sets these in its "
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0, unless already set). On 2 cores a forced request's "
+        "added latency went from 27.9 to 18-20 ms p50 (benchmarks/serve.py). A cluster sets these in its "
         "`ray start` environment (clusters/*.yaml).",
     )
     small_cluster_cpus: int = Field(

@@ -25,7 +25,7 @@ class FeatureConfig(StrictModel):
         "int8", description="int8: the embedding model's Linear layers dynamically quantized "
         "(torch; CPU), used alike to train and to serve. One 20-token query on one core: 5.4 ms "
         "vs 13.5 ms in full precision, cosine 0.94-0.98 to it; a served routing decision went "
-        "from 16.7 to 8.2 ms (benchmarks/serve.py). none: full precision. Routers saved before "
+        "from 16.7 to 8-10 ms (benchmarks/serve.py). none: full precision. Routers saved before "
         "this setting existed read as 'none'."
     )
     threads: int | None = Field(
