@@ -17,8 +17,9 @@ Measured: latency p50/p99 and the Serve graph's added latency over `direct` (per
 differences); time to first token (streaming); completion tokens/s and requests/s at each
 `--concurrency`; modifier swap latency (alternating base and `cogumi:<modifier>` against one option
 only); routing overhead (the Router hop: router_handle - generator_handle; and routed `cogumi` vs
-forced base-name requests over HTTP). The headline `serve` engine is `model="cogumi"`: routed. Nothing here asserts a timing; the targets (<= 15 ms p50
-added, <= 50 ms swap) are reported next to the numbers.
+forced base-name requests over HTTP). The headline `serve` engine is `model="cogumi"`: routed.
+Nothing here asserts a timing; the targets (<= 15 ms p50 added, <= 50 ms swap) are reported next
+to the numbers.
 """
 
 from __future__ import annotations

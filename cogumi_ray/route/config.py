@@ -56,6 +56,13 @@ class FeatureConfig(StrictModel):
         "fastest on a shared machine: more spin at barriers while others hold the cores)."
     )
 
+    @model_validator(mode="after")
+    def _int8_on_cpu(self) -> FeatureConfig:
+        if self.embed_quantize == "int8" and self.device != "cpu":
+            raise ValueError(f"embed_quantize 'int8' runs on CPU only (device {self.device!r}); "
+                             "set embed_quantize: none")
+        return self
+
 
 class MLPConfig(StrictModel):
     hidden: list[int] = Field(default_factory=lambda: [64, 32], description="Hidden layer widths.")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cogumi_ray.errors import ConfigError, DataError
+from cogumi_ray.errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,22 +32,19 @@ def embedder(model: str | None, device: str, quantize: str = "none") -> Any:
     key = (model, device, quantize)
     if key not in _EMBEDDERS:
         m = load_embedder(model, device)
-        if quantize == "int8":
-            m = quantize_linear_int8(m, device)
+        if quantize == "int8":  # CPU only: FeatureConfig refuses int8 on another device
+            m = quantize_linear_int8(m)
         _EMBEDDERS[key] = m
     return _EMBEDDERS[key]
 
 
-def quantize_linear_int8(model: Any, device: str) -> Any:
+def quantize_linear_int8(model: Any) -> Any:
     """Dynamic int8 quantization of every nn.Linear (weights int8, activations quantized per
     call): a single short query is dominated by these matmuls on CPU."""
     import warnings
 
     import torch
 
-    if device != "cpu":
-        raise ConfigError(f"route.features.embed_quantize: int8 runs on CPU only (device {device!r}); "
-                          "set embed_quantize: none")
     with warnings.catch_warnings():  # torch points eager quantization users at torchao
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -74,3 +74,13 @@ def test_a_router_saved_before_int8_keeps_full_precision_embeddings(tmp_path):
     del meta["features"]["embed_quantize"]
     meta_path.write_text(json.dumps(meta))
     assert RouterBundle.load(str(tmp_path)).features.embed_quantize == "none"
+
+
+def test_int8_embeddings_are_refused_off_cpu_at_config_load():
+    from cogumi_ray.config import load_config
+    from cogumi_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="int8' runs on CPU only"):
+        load_config(None, {"route.features.device": "cuda"})
+    cfg = load_config(None, {"route.features.device": "cuda", "route.features.embed_quantize": "none"})
+    assert cfg.route.features.device == "cuda"
