@@ -131,7 +131,7 @@ def llama_engine(gguf: str, lora: str | None, threads: int | None) -> Any:
                         llama_cpp=LlamaCppEngineConfig(n_threads=threads, lora=lora))
 
 
-def fresh_rows(paths: dict[str, Any], train_path: str | None, domains: list[str], per_domain: int,
+def fresh_rows(split_rows: list[Any], train_path: str | None, domains: list[str], per_domain: int,
                seed: int, below: float) -> tuple[list[Any], dict[str, Any]]:
     """`per_domain` rows of each domain from the suite generator under another seed, spread evenly
     over difficulties: new parameter combinations of the trained skills, as the held-out split's
@@ -147,9 +147,7 @@ def fresh_rows(paths: dict[str, Any], train_path: str | None, domains: list[str]
     from cogumi_ray.eval.stage import read_examples
 
     train = read_examples(train_path) if train_path else []
-    seen = {mild(e.instruction) for e in train}
-    for p in paths["splits"].values():
-        seen.update(mild(e.instruction) for e in read_examples(p))
+    seen = {mild(e.instruction) for e in (*train, *split_rows)}
     pool = [e for e in generate_suite(SuiteConfig(examples_per_domain=max(3 * per_domain, 1000),
                                                   domains=domains, seed=seed))
             if mild(e.instruction) not in seen]
@@ -195,7 +193,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "domains": {}, "flagged": [],
     }
     if args.fresh:
-        extra, out["fresh"] = fresh_rows(paths, paths["train"], list(paths["adapters"]), args.fresh,
+        extra, out["fresh"] = fresh_rows(examples, paths["train"], list(paths["adapters"]), args.fresh,
                                          args.fresh_seed, cfg.curate.dedup.threshold)
         out["fresh"]["heldout_max_jaccard_to_train"] = paths["heldout_max_jaccard"]
         examples += extra

@@ -95,6 +95,22 @@ def embedding_latency(repeats: int, threads: int | None, quantize: str) -> dict[
             **percentiles(lambda i: embed([texts[i % 64]], fc), repeats, warmup=5)}
 
 
+def int8_agreement(per_domain: int = 20) -> dict[str, Any]:
+    """Cosine of each int8 query embedding to its full-precision one, on task-suite instructions."""
+    import numpy as np
+
+    from cogumi_ray.data.config import SuiteConfig
+    from cogumi_ray.data.suite import generate_suite
+    from cogumi_ray.route.config import FeatureConfig
+    from cogumi_ray.route.features import embed
+
+    texts = [e.instruction for e in generate_suite(SuiteConfig(examples_per_domain=per_domain))]
+    cos = (embed(texts, FeatureConfig()) * embed(texts, FeatureConfig(embed_quantize="none"))).sum(1)
+    return {"queries": len(texts), "cosine_min": round(float(cos.min()), 4),
+            "cosine_p5": round(float(np.percentile(cos, 5)), 4),
+            "cosine_median": round(float(np.median(cos)), 4)}
+
+
 def escalation_latency(model: str, repeats: int) -> dict[str, Any]:
     from cogumi_ray.route.config import EscalationConfig
     from cogumi_ray.route.escalation import build_detector, read_hard_cases
@@ -132,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(name, out["decision"][name], flush=True)
     out["embedding"] = {q: embedding_latency(max(50, args.repeats // 5), args.threads, q)
                         for q in ("int8", "none")}  # the default and full precision, side by side
+    out["embedding"]["int8_vs_full_precision"] = int8_agreement()
     print("embedding", out["embedding"], flush=True)
     out["escalation"] = {"tfidf": escalation_latency("tfidf", args.repeats)}
     if args.minilm_escalation:

@@ -23,10 +23,10 @@ class FeatureConfig(StrictModel):
     embed_batch_size: int = Field(64, ge=1, description="Queries per embedding batch.")
     embed_quantize: Literal["int8", "none"] = Field(
         "int8", description="int8: the embedding model's Linear layers dynamically quantized "
-        "(torch; CPU), used alike to train and to serve. One 20-token query on one core: 5.4 ms "
-        "vs 13.5 ms in full precision, cosine 0.94-0.98 to it; a served routing decision went "
-        "from 16.7 to 8-10 ms (benchmarks/serve.py). none: full precision. Routers saved before "
-        "this setting existed read as 'none'."
+        "(torch; CPU), used alike to train and to serve. One query on one core: 6.6 ms vs 13.7 "
+        "ms in full precision, cosine to it median 0.945, min 0.88 (benchmarks/route.py); a "
+        "served routing decision went from 16.7 to 8-10 ms (benchmarks/serve.py). none: full "
+        "precision. Routers saved before this setting existed read as 'none'."
     )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads while embedding; None = torch's default. On a "

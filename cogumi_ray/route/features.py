@@ -24,7 +24,7 @@ _EMBEDDERS: dict[tuple[str | None, str, str], Any] = {}
 _MAX_TURNS = 10  # turns beyond this look alike to the router
 
 
-def embedder(model: str | None, device: str, quantize: str = "none") -> Any:
+def embedder(model: str | None, device: str, quantize: str) -> Any:
     """The sentence-embedding model, loaded once per process (loading takes seconds); with
     quantize='int8' its Linear layers are dynamically quantized (CPU only)."""
     from cogumi_ray.failures.embed import load_embedder
