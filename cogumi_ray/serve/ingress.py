@@ -7,11 +7,13 @@ arrives wrapped in RayTaskErrors and is unwrapped so the client gets its status 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from cogumi_ray.serve.config import ServeConfig
 from cogumi_ray.serve.errors import ServeError
 from cogumi_ray.serve.protocol import Decision, GenerationRequest, Piece, Routed
+from cogumi_ray.serve.relay import relay
 
 
 def unwrap(error: BaseException) -> BaseException:
@@ -54,17 +56,12 @@ class HandleUpstream:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Decision | Piece]:
         gen = self.router.options(stream=True).stream.remote(request)
-        finished = False
         try:
-            async for item in gen:
-                yield item
-            finished = True
+            async with aclosing(relay(gen)) as items:  # abandoned (client gone): cancels it
+                async for item in items:
+                    yield item
         except Exception as e:
-            finished = True
             raise unwrap(e) from None
-        finally:
-            if not finished:
-                gen.cancel()  # abandoned (client gone): stop the router and the decoding
 
 
 class Ingress:

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.serve.config import ServeConfig
@@ -36,6 +37,7 @@ from cogumi_ray.serve.protocol import (
     Piece,
     Routed,
 )
+from cogumi_ray.serve.relay import relay
 
 if TYPE_CHECKING:
     from cogumi_ray.route.policy import LearnedPolicy
@@ -234,9 +236,11 @@ class Router:
         yield decision
         answered = False  # once a piece is out, the client has (part of) the answer: keep the turn
         try:
-            async for piece in self._to(decision, stream=True).stream.remote(request):
-                answered = True
-                yield piece
+            call = self._to(decision, stream=True).stream.remote(request)
+            async with aclosing(relay(call)) as pieces:  # a hang-up stops the model server
+                async for piece in pieces:
+                    answered = True
+                    yield piece
         except Exception:
             if not answered:
                 await self._forget(rid)
