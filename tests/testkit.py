@@ -101,10 +101,10 @@ def running_app(cfg: Any) -> Iterator[str]:
 _LOOP: list[Any] = []  # one event loop thread for the test's own handle calls
 
 
-def generator_stats(app: str) -> dict[str, Any]:
-    """The Generator replica's counters, asked from inside an event loop as replicas ask (under
-    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a handle refuses to work outside one, and it stays bound to
-    the loop it was first used in)."""
+def replica_stats(app: str, deployment: str = "Generator") -> dict[str, Any]:
+    """A replica's counters (the Generator's or the Router's `stats`), asked from inside an event
+    loop as replicas ask (under RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a handle refuses to work outside
+    one, and it stays bound to the loop it was first used in)."""
     import asyncio
     import threading
 
@@ -115,7 +115,7 @@ def generator_stats(app: str) -> dict[str, Any]:
         threading.Thread(target=_LOOP[0].run_forever, daemon=True).start()
 
     async def ask() -> dict[str, Any]:
-        handle = serve.get_deployment_handle("Generator", app_name=app)
+        handle = serve.get_deployment_handle(deployment, app_name=app)
         return await asyncio.wait_for(handle.stats.remote(), 30)
 
     return asyncio.run_coroutine_threadsafe(ask(), _LOOP[0]).result(timeout=60)

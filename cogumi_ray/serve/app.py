@@ -51,7 +51,10 @@ def build_app(args: dict[str, Any] | ServeConfig) -> Any:
     generator = serve.deployment(ModelServer, name="Generator").options(**cfg.generator.options())
     router = serve.deployment(Router, name="Router").options(**cfg.router.options())
     ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress").options(**cfg.ingress.options())
-    return ingress.bind(data, digests, router.bind(data, generator.bind(data)))
+    model = generator.bind(data)
+    # One Generator deployment either way; the Ingress holds its handle only to skip the Router.
+    direct = (model,) if cfg.forced_skips_router else ()
+    return ingress.bind(data, digests, router.bind(data, model), *direct)
 
 
 def start(cfg: ServeConfig, *, blocking: bool = False) -> str:

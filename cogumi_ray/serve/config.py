@@ -164,6 +164,11 @@ class ServeConfig(StrictModel):
     sessions_path: str | None = Field(
         None, description="SQLite session store the router replicas share (None = no memory)."
     )
+    direct_forced: bool = Field(
+        True, description="A request that names its option (a modifier or the base) goes from the "
+        "Ingress straight to the Generator when the Router would only look the name up (no "
+        "session memory): one hop fewer. False = every request passes the Router."
+    )
     calibrator_path: str | None = Field(
         None, description="The compress stage's calibrator.json: with it, a progressive learned "
         "router trained with the feature base_confidence reads the base's calibrated confidence "
@@ -206,6 +211,12 @@ class ServeConfig(StrictModel):
         default_factory=DeploymentConfig,
         description="The model deployment: each replica loads the base once.",
     )
+
+    @property
+    def forced_skips_router(self) -> bool:
+        """Whether the Ingress sends forced requests to the Generator itself: the Router adds
+        nothing to them unless it records sessions (a forced turn is still a session's turn)."""
+        return self.direct_forced and (self.policy == "names" or not self.sessions_path)
 
     @field_validator("adapters")
     @classmethod

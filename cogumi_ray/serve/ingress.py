@@ -1,4 +1,6 @@
-"""The Ingress deployment: the FastAPI app of `api.py` over deployment handles of the Router.
+"""The Ingress deployment: the FastAPI app of `api.py` over deployment handles of the Router
+(and of the Generator, which a request naming its option reaches directly when the Router would
+only look the name up: `ServeConfig.forced_skips_router`).
 
 Ray's exceptions stop here: a ServeError raised anywhere downstream (policy, model server)
 arrives wrapped in RayTaskErrors and is unwrapped so the client gets its status and message.
@@ -11,9 +13,11 @@ from contextlib import aclosing
 from typing import Any
 
 from cogumi_ray.serve.config import ServeConfig
+from cogumi_ray.serve.dispatch import relay, routed_counter, to_generator
 from cogumi_ray.serve.errors import ServeError
+from cogumi_ray.serve.policy import ROUTED, NamePolicy
 from cogumi_ray.serve.protocol import Decision, GenerationRequest, Piece, Routed
-from cogumi_ray.serve.relay import relay
+from cogumi_ray.serve.router import conversation
 
 
 def unwrap(error: BaseException) -> BaseException:
@@ -37,10 +41,21 @@ def unwrap(error: BaseException) -> BaseException:
 
 
 class HandleUpstream:
-    """`protocol.Upstream` over the Router's DeploymentHandle."""
+    """`protocol.Upstream` over the Router's DeploymentHandle. Given the Generator's handle and
+    the name lookup, a request that names its option goes to the Generator directly."""
 
-    def __init__(self, router: Any) -> None:
-        self.router = router
+    def __init__(self, router: Any, generator: Any = None, names: NamePolicy | None = None) -> None:
+        self.router, self.generator, self.names = router, generator, names
+        self.routed = routed_counter() if names is not None else None
+
+    def _forced(self, request: GenerationRequest, stream: bool) -> Decision | None:
+        """The option a request names, when it skips the Router (None = the Router decides)."""
+        if self.names is None or request.model == ROUTED:
+            return None
+        decision = self.names.decide(conversation(request), request.model)  # 404 if unknown
+        assert self.routed is not None
+        self.routed.inc(tags={"option": decision.option, "stream": str(stream).lower()})
+        return decision
 
     async def models(self) -> list[str]:
         try:
@@ -50,13 +65,21 @@ class HandleUpstream:
 
     async def complete(self, request: GenerationRequest) -> Routed:
         try:
-            return await self.router.complete.remote(request)
+            decision = self._forced(request, False)
+            if decision is None:
+                return await self.router.complete.remote(request)
+            return Routed(decision, await to_generator(self.generator, decision).generate.remote(request))
         except Exception as e:
             raise unwrap(e) from None
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Decision | Piece]:
-        gen = self.router.options(stream=True).stream.remote(request)
         try:
+            decision = self._forced(request, True)
+            if decision is None:
+                gen = self.router.options(stream=True).stream.remote(request)
+            else:
+                yield decision  # as the Router does: the decision first, then the pieces
+                gen = to_generator(self.generator, decision, stream=True).stream.remote(request)
             async with aclosing(relay(gen)) as items:  # abandoned (client gone): cancels it
                 async for item in items:
                     yield item
@@ -65,10 +88,14 @@ class HandleUpstream:
 
 
 class Ingress:
-    def __init__(self, cfg_dict: dict[str, Any], key_digests: list[str], router: Any) -> None:
+    def __init__(self, cfg_dict: dict[str, Any], key_digests: list[str], router: Any,
+                 generator: Any = None) -> None:
         self.cfg = ServeConfig.model_validate(cfg_dict)
         self.key_digests = frozenset(key_digests)
-        self.upstream = HandleUpstream(router)
+        names = None
+        if generator is not None:  # bound only when cfg.forced_skips_router
+            names = NamePolicy(self.cfg.served_base_name(), list(self.cfg.adapters))
+        self.upstream = HandleUpstream(router, generator, names)
 
     def __serve_build_asgi_app__(self) -> Any:
         from cogumi_ray.serve.api import build_api

@@ -28,6 +28,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.serve.config import ServeConfig
+from cogumi_ray.serve.dispatch import relay, routed_counter, to_generator
 from cogumi_ray.serve.policy import ROUTED, make_policy
 from cogumi_ray.serve.protocol import (
     BASE,
@@ -37,7 +38,6 @@ from cogumi_ray.serve.protocol import (
     Piece,
     Routed,
 )
-from cogumi_ray.serve.relay import relay
 
 if TYPE_CHECKING:
     from cogumi_ray.route.policy import LearnedPolicy
@@ -87,9 +87,8 @@ class Router:
             self._probe = False
         self.modifiers = frozenset(cfg.adapters)
         self.generator = generator  # DeploymentHandle of the ModelServer
-        # Which option answers how often, in the Ray dashboard / Prometheus.
-        self.routed = metrics.Counter("cogumi_routed_requests", tag_keys=("option", "stream"),
-                                      description="Requests routed, by option (base or modifier).")
+        self.routed = routed_counter()
+        self._requests = 0  # complete + stream calls this replica took
         self._warmups_metric = metrics.Counter(
             "cogumi_adapter_warmups", tag_keys=("adapter",),
             description="Adapters pre-loaded for a session likely to need them again.")
@@ -112,17 +111,12 @@ class Router:
         likely = self.learned.likely_option(messages)  # read before this turn is recorded
         return self.learned.decide(messages, request.model, request_id=rid), likely
 
-    def _to(self, decision: Decision, stream: bool = False) -> Any:
-        if decision.option == BASE:  # no model id: any replica may answer with the base
-            return self.generator.options(stream=stream)
-        return self.generator.options(multiplexed_model_id=decision.option, stream=stream)
-
     async def models(self) -> list[str]:
         return self.policy.models()
 
     async def stats(self) -> dict[str, Any]:
         """This replica's counters (tests and operators reach it with a deployment handle)."""
-        return {"warmups": dict(self._warmups),
+        return {"requests": self._requests, "warmups": dict(self._warmups),
                 "expired_sessions": self.learned.expired if self.learned is not None else 0,
                 "progressive_switches": dict(self._switches),
                 "confidence_probe_failures": self._probe_failures}
@@ -221,22 +215,24 @@ class Router:
             log.warning("pre-loading adapter %s failed: %s", adapter, e)
 
     async def complete(self, request: GenerationRequest) -> Routed:
+        self._requests += 1
         rid = request_id()
         decision = await self._decide_off_loop(request, False, rid)
         try:
-            results = await self._to(decision).generate.remote(request)
+            results = await to_generator(self.generator, decision).generate.remote(request)
         except BaseException:  # failed, timed out or cancelled: the client got no answer
             await asyncio.shield(self._forget(rid))
             raise
         return Routed(decision, results)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Decision | Piece]:
+        self._requests += 1
         rid = request_id()
         decision = await self._decide_off_loop(request, True, rid)
         yield decision
         answered = False  # once a piece is out, the client has (part of) the answer: keep the turn
         try:
-            call = self._to(decision, stream=True).stream.remote(request)
+            call = to_generator(self.generator, decision, stream=True).stream.remote(request)
             async with aclosing(relay(call)) as pieces:  # a hang-up stops the model server
                 async for piece in pieces:
                     answered = True

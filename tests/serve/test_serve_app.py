@@ -7,7 +7,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from testkit import generator_stats, running_app
+from testkit import replica_stats, running_app
 
 from cogumi_ray.generate.config import GenParams, LlamaCppEngineConfig
 from cogumi_ray.serve.config import DeploymentConfig, LimitsConfig, RateLimitConfig, ServeConfig
@@ -98,11 +98,29 @@ def test_chat_routes_by_name(client, expected, model, option):
     assert resp.model == ("tiny-sft" if option == "base" else f"cogumi:{option}")
 
 
+def test_forced_requests_skip_the_router(client, cfg):
+    """With no session memory the Router only looks a forced name up: the Ingress calls the
+    Generator itself (streamed or not); a routed request still passes the Router."""
+    assert cfg.forced_skips_router
+
+    def router_requests() -> int:
+        return replica_stats(cfg.app_name, "Router")["requests"]
+
+    before = router_requests()
+    _chat(client, "cogumi:code")
+    _chat(client, "tiny-sft")
+    list(client.chat.completions.create(model="math", messages=[{"role": "user", "content": "hi"}],
+                                        max_tokens=2, stream=True))
+    assert router_requests() == before
+    _chat(client, "cogumi")
+    assert router_requests() == before + 1
+
+
 def test_an_adapter_is_loaded_once_and_switched_per_request(client, cfg):
     """One adapter slot per replica: alternating modifiers loads each time (Serve's LRU evicts
     the other), the same modifier again loads nothing (the base is never reloaded either)."""
     def loads() -> int:
-        return sum(generator_stats(cfg.app_name)["adapter_loads"].values())
+        return sum(replica_stats(cfg.app_name)["adapter_loads"].values())
 
     _chat(client, "cogumi:code")
     before = loads()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from test_serve_app import KEY, MAX_TOKENS, QUESTION, _config, _free_port
-from testkit import generator_stats, running_app
+from testkit import replica_stats, running_app
 
 from cogumi_ray.generate.config import GenParams, LlamaCppEngineConfig
 from cogumi_ray.serve.config import DeploymentConfig, LimitsConfig, RateLimitConfig, ServeConfig
@@ -127,7 +127,7 @@ def test_client_disconnect_stops_generation(long_app):
     full = client.completions.create(**request)  # what an uninterrupted stream decodes
     assert full.choices[0].finish_reason == "length"
     assert full.usage.completion_tokens == LONG_TOKENS
-    before = generator_stats(long_cfg.app_name)["cancelled_generations"]
+    before = replica_stats(long_cfg.app_name)["cancelled_generations"]
 
     stream = client.completions.create(**request, stream=True)
     for i, _ in enumerate(stream):
@@ -136,10 +136,10 @@ def test_client_disconnect_stops_generation(long_app):
     stream.close()  # hang up: the HTTP connection closes mid-stream
 
     deadline = time.monotonic() + 20
-    stats = generator_stats(long_cfg.app_name)
+    stats = replica_stats(long_cfg.app_name)
     while stats["cancelled_generations"] == before and time.monotonic() < deadline:
         time.sleep(0.1)
-        stats = generator_stats(long_cfg.app_name)
+        stats = replica_stats(long_cfg.app_name)
     assert stats["cancelled_generations"] == before + 1, stats
     sent = stats["cancelled_after_pieces"][-1]
     assert 3 <= sent < LONG_TOKENS // 2, stats  # stopped near where the client left, not at 1000
@@ -351,7 +351,7 @@ def test_deleting_the_app_drains_requests_in_flight(base_url, cfg, long_app):
     with ThreadPoolExecutor(max_workers=1) as pool:
         answer = pool.submit(client.completions.create, **request)
         deadline = time.monotonic() + 30
-        while not generator_stats(drain_cfg.app_name).get("in_flight") and time.monotonic() < deadline:
+        while not replica_stats(drain_cfg.app_name).get("in_flight") and time.monotonic() < deadline:
             time.sleep(0.05)
         t0 = time.monotonic()
         serve.delete(drain_cfg.app_name)  # returns once every replica has stopped

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from starlette.testclient import TestClient
-from testkit import generator_stats, running_app
+from testkit import replica_stats, running_app
 
 from cogumi_ray.route.config import MemoryConfig
 from cogumi_ray.route.memory import SessionStore
@@ -163,14 +163,14 @@ def test_a_base_turn_preloads_the_modifier_its_session_needs(ray_session, serve_
 
         _, one = chat(one, "cogumi:code")  # session one needs the code modifier
         chat([{"role": "user", "content": "Another conversation"}], "cogumi:math")  # evicts code
-        assert generator_stats(cfg.app_name)["adapter_loads"] == {"code": 1, "math": 1}
+        assert replica_stats(cfg.app_name)["adapter_loads"] == {"code": 1, "math": 1}
         # session one's next turn goes to the base: the router pre-loads code, not awaited
         reply, one = chat(one + [{"role": "user", "content": "And 3 + 3?"}], base)
         assert reply.cogumi["option"] == "base"
-        stats = _until(lambda: (s := generator_stats(cfg.app_name))["warmed"] and s)
+        stats = _until(lambda: (s := replica_stats(cfg.app_name))["warmed"] and s)
         assert stats["warmed"] == {"code": 1} and stats["adapter_loads"]["code"] == 2
         chat(one + [{"role": "user", "content": "Now in Python"}], "cogumi:code")
-        assert generator_stats(cfg.app_name)["adapter_loads"] == {"code": 2, "math": 1}  # held
+        assert replica_stats(cfg.app_name)["adapter_loads"] == {"code": 2, "math": 1}  # held
 
         # a thumbs-down on the base answer reaches the turn that answer was routed as
         fb = httpx.post(f"{url}/feedback", json={"request_id": reply.id, "rating": "down"})

@@ -259,7 +259,7 @@ def test_served_graph_probes_and_switches(ray_session, serve_gguf, lora_ggufs, t
     pytest.importorskip("llama_cpp")
     import socket
 
-    from testkit import generator_stats, running_app
+    from testkit import replica_stats, running_app
 
     from cogumi_ray.compress.calibration import Calibrator
     from cogumi_ray.generate.config import LlamaCppEngineConfig
@@ -291,6 +291,6 @@ def test_served_graph_probes_and_switches(ray_session, serve_gguf, lora_ggufs, t
             assert reply.cogumi["switched_after"] == after
             assert r.headers.get("x-cogumi-switched-after") == (str(after) if after else None)
             assert reply.model == ("cogumi:math" if option == "math" else cfg.served_base_name())
-            stats = generator_stats(cfg.app_name)
+            stats = replica_stats(cfg.app_name)
             assert stats["confidence_probes"] == 1, stats
             assert stats["adapter_loads"] == ({"math": 1} if option == "math" else {})

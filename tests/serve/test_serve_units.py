@@ -207,3 +207,14 @@ def test_learned_policy_needs_the_router_stage_output():
 
     with pytest.raises(ConfigError, match="router_path"):
         make_policy(ServeConfig(base="m.gguf", policy="learned"))
+
+
+@pytest.mark.parametrize("update,skips", [
+    ({}, True),  # names policy: the Router only looks names up
+    ({"policy": "learned", "router_path": "/r"}, True),  # no sessions: forced turns not recorded
+    ({"policy": "learned", "router_path": "/r", "sessions_path": "/s.db"}, False),
+    ({"sessions_path": "/s.db"}, True),  # the names policy keeps no sessions
+    ({"direct_forced": False}, False),
+])
+def test_forced_requests_skip_the_router_only_when_it_adds_nothing(update, skips):
+    assert ServeConfig(base="/m/b.gguf", **update).forced_skips_router is skips

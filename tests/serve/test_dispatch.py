@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 import pytest
 
-from cogumi_ray.serve.relay import relay
+from cogumi_ray.serve.dispatch import relay
 
 
 class Call:

@@ -1,0 +1,45 @@
+"""Calls from one deployment to the next: the Generator call a decision makes, the counter of
+decisions, and relaying a streaming call. The Router uses them, and so does the Ingress for a
+request that names its option when the Router has nothing to add (`ServeConfig.forced_skips_router`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from cogumi_ray.serve.protocol import BASE, Decision
+
+
+def to_generator(generator: Any, decision: Decision, stream: bool = False) -> Any:
+    """The Generator handle that answers `decision`: the base on any replica, a modifier by
+    Serve's multiplexed model id (a replica that has it loaded is preferred)."""
+    if decision.option == BASE:
+        return generator.options(stream=stream)
+    return generator.options(multiplexed_model_id=decision.option, stream=stream)
+
+
+def routed_counter() -> Any:
+    """Which option answers how often, in the Ray dashboard / Prometheus (made in a replica)."""
+    from ray.serve import metrics
+
+    return metrics.Counter("cogumi_routed_requests", tag_keys=("option", "stream"),
+                           description="Requests answered, by option (base or modifier).")
+
+
+async def relay(gen: Any) -> AsyncIterator[Any]:
+    """The items of a streaming handle call (a DeploymentResponseGenerator). A consumer that
+    stops early (client gone, request cancelled, aclose) cancels the call, so the replica
+    behind it stops decoding. Serve's actor transport cancels downstream calls on its own; its
+    gRPC transport (the fast path) cancels only the call it is told to, so each hop must."""
+    finished = False
+    try:
+        async for item in gen:
+            yield item
+        finished = True
+    except Exception:
+        finished = True  # the call failed: nothing left to cancel
+        raise
+    finally:
+        if not finished:
+            gen.cancel()
