@@ -52,8 +52,8 @@ def build_app(args: dict[str, Any] | ServeConfig) -> Any:
     router = serve.deployment(Router, name="Router").options(**cfg.router.options())
     ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress").options(**cfg.ingress.options())
     model = generator.bind(data)
-    # One Generator deployment either way; the Ingress holds its handle only to skip the Router.
-    direct = (model,) if cfg.forced_skips_router else ()
+    # One Generator deployment either way; the Ingress holds its handle to skip the Router.
+    direct = (model,) if cfg.direct_forced else ()
     return ingress.bind(data, digests, router.bind(data, model), *direct)
 
 

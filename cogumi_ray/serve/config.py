@@ -166,8 +166,8 @@ class ServeConfig(StrictModel):
     )
     direct_forced: bool = Field(
         True, description="A request that names its option (a modifier or the base) goes from the "
-        "Ingress straight to the Generator when the Router would only look the name up (no "
-        "session memory): one hop fewer. False = every request passes the Router."
+        "Ingress straight to the Generator, one hop fewer; a Router that keeps sessions records "
+        "its turn meanwhile. False = every request passes the Router."
     )
     calibrator_path: str | None = Field(
         None, description="The compress stage's calibrator.json: with it, a progressive learned "
@@ -213,10 +213,9 @@ class ServeConfig(StrictModel):
     )
 
     @property
-    def forced_skips_router(self) -> bool:
-        """Whether the Ingress sends forced requests to the Generator itself: the Router adds
-        nothing to them unless it records sessions (a forced turn is still a session's turn)."""
-        return self.direct_forced and (self.policy == "names" or not self.sessions_path)
+    def router_keeps_sessions(self) -> bool:
+        """Whether the Router records turns (a forced turn is still its session's last turn)."""
+        return self.policy == "learned" and bool(self.sessions_path)
 
     @field_validator("adapters")
     @classmethod

@@ -1,6 +1,6 @@
 """Calls from one deployment to the next: the Generator call a decision makes, the counter of
 decisions, and relaying a streaming call. The Router uses them, and so does the Ingress for a
-request that names its option when the Router has nothing to add (`ServeConfig.forced_skips_router`).
+request that names its option (`serve.direct_forced`).
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ class Router:
         self.generator = generator  # DeploymentHandle of the ModelServer
         self.routed = routed_counter()
         self._requests = 0  # complete + stream calls this replica took
+        self._notes = 0  # forced turns recorded while the Ingress had them answered
         self._warmups_metric = metrics.Counter(
             "cogumi_adapter_warmups", tag_keys=("adapter",),
             description="Adapters pre-loaded for a session likely to need them again.")
@@ -116,7 +117,7 @@ class Router:
 
     async def stats(self) -> dict[str, Any]:
         """This replica's counters (tests and operators reach it with a deployment handle)."""
-        return {"requests": self._requests, "warmups": dict(self._warmups),
+        return {"requests": self._requests, "notes": self._notes, "warmups": dict(self._warmups),
                 "expired_sessions": self.learned.expired if self.learned is not None else 0,
                 "progressive_switches": dict(self._switches),
                 "confidence_probe_failures": self._probe_failures}
@@ -224,6 +225,16 @@ class Router:
             await asyncio.shield(self._forget(rid))
             raise
         return Routed(decision, results)
+
+    async def note(self, request: GenerationRequest, stream: bool) -> None:
+        """A forced request that the Ingress sends to the Generator itself: its turn is recorded
+        here (session state, request id, counters, adapter pre-load) while it is answered."""
+        self._notes += 1
+        await self._decide_off_loop(request, stream, request_id())
+
+    async def forget(self) -> None:
+        """Undo this request's noted turn: the Generator failed before answering it."""
+        await self._forget(request_id())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Decision | Piece]:
         self._requests += 1

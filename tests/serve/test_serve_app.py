@@ -99,9 +99,9 @@ def test_chat_routes_by_name(client, expected, model, option):
 
 
 def test_forced_requests_skip_the_router(client, cfg):
-    """With no session memory the Router only looks a forced name up: the Ingress calls the
-    Generator itself (streamed or not); a routed request still passes the Router."""
-    assert cfg.forced_skips_router
+    """A forced name goes from the Ingress to the Generator (streamed or not; with no session
+    memory the Router is not called at all); a routed request still passes the Router."""
+    assert cfg.direct_forced and not cfg.router_keeps_sessions
 
     def router_requests() -> int:
         return replica_stats(cfg.app_name, "Router")["requests"]

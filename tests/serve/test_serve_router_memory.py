@@ -1,6 +1,7 @@
 """The Router keeps session memory to answered requests: the learned policy records a turn when
 it decides, and a request whose generation then fails before any answer reaches the client has
-that turn deleted (no Ray: a fake Generator handle)."""
+that turn deleted; the same holds for a forced request that the Ingress sends to the Generator
+itself while the Router notes its turn (no Ray: fake handles)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from cogumi_ray.route.memory import SessionStore
 from cogumi_ray.route.policy import session_id
 from cogumi_ray.serve import router as router_mod
 from cogumi_ray.serve.config import ServeConfig
+from cogumi_ray.serve.ingress import HandleUpstream
+from cogumi_ray.serve.policy import NamePolicy
 from cogumi_ray.serve.protocol import GenerationRequest
 from cogumi_ray.serve.router import Router
 
@@ -59,6 +62,24 @@ class _FakeGenerator:
         return self
 
 
+class _RouterHandle:
+    """A DeploymentHandle of a Router in this process: `.remote` starts the call at once, as
+    Serve sends a handle call before it is awaited."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.router, name)
+
+        class _Remote:
+            @staticmethod
+            def remote(*args: Any) -> Any:
+                return asyncio.ensure_future(method(*args))
+
+        return _Remote()
+
+
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 
 
@@ -72,6 +93,15 @@ def make_router(tmp_path, monkeypatch):
 
     def make(result: Any) -> Router:
         return Router(cfg.model_dump(), _FakeGenerator(result))
+
+    def make_direct(result: Any) -> HandleUpstream:
+        """The Ingress's upstream for forced requests: the Generator direct, the Router notes."""
+        generator = _FakeGenerator(result)
+        router = Router(cfg.model_dump(), generator)
+        names = NamePolicy(cfg.served_base_name(), list(cfg.adapters))
+        return HandleUpstream(_RouterHandle(router), generator, names, cfg.router_keeps_sessions)
+
+    make.direct = make_direct  # type: ignore[attr-defined]
 
     def turns() -> list[tuple[str | None, str]]:
         with SessionStore(cfg.sessions_path) as store:
@@ -104,6 +134,31 @@ def test_a_stream_keeps_its_turn_once_a_piece_is_out(make_router):
     with pytest.raises(RuntimeError):  # part of the answer did: the turn stays
         asyncio.run(drain(make(["a piece", RuntimeError("replica died")])))
     assert turns() == [("rid-1", "code")]
+
+
+def test_a_forced_request_answered_around_the_router_keeps_the_same_turns(make_router, monkeypatch):
+    make, turns = make_router
+    current = ["rid-0"]  # Serve gives the note and the forget of one request the same id
+    monkeypatch.setattr(router_mod, "request_id", lambda: current[0])
+
+    async def complete(upstream: HandleUpstream) -> Any:
+        return await upstream.complete(_request())
+
+    async def drain(upstream: HandleUpstream) -> list[Any]:
+        return [item async for item in upstream.stream(_request())]
+
+    routed = asyncio.run(complete(make.direct(["an answer"])))
+    assert routed.decision.option == "code" and routed.results == ["an answer"]
+    current[0] = "rid-1"
+    with pytest.raises(RuntimeError, match="replica died"):
+        asyncio.run(complete(make.direct(RuntimeError("replica died"))))
+    current[0] = "rid-2"
+    with pytest.raises(RuntimeError):  # nothing reached the client: no turn
+        asyncio.run(drain(make.direct([RuntimeError("replica died")])))
+    current[0] = "rid-3"
+    with pytest.raises(RuntimeError):  # part of the answer did: the turn stays
+        asyncio.run(drain(make.direct(["a piece", RuntimeError("replica died")])))
+    assert turns() == [("rid-0", "code"), ("rid-3", "code")]
 
 
 def test_forget_deletes_only_that_requests_turns(tmp_path):

@@ -209,12 +209,12 @@ def test_learned_policy_needs_the_router_stage_output():
         make_policy(ServeConfig(base="m.gguf", policy="learned"))
 
 
-@pytest.mark.parametrize("update,skips", [
-    ({}, True),  # names policy: the Router only looks names up
-    ({"policy": "learned", "router_path": "/r"}, True),  # no sessions: forced turns not recorded
-    ({"policy": "learned", "router_path": "/r", "sessions_path": "/s.db"}, False),
-    ({"sessions_path": "/s.db"}, True),  # the names policy keeps no sessions
-    ({"direct_forced": False}, False),
+@pytest.mark.parametrize("update,keeps", [
+    ({}, False),  # names policy: the Router only looks names up
+    ({"policy": "learned", "router_path": "/r"}, False),  # no store
+    ({"policy": "learned", "router_path": "/r", "sessions_path": "/s.db"}, True),
+    ({"sessions_path": "/s.db"}, False),  # the names policy keeps no sessions
 ])
-def test_forced_requests_skip_the_router_only_when_it_adds_nothing(update, skips):
-    assert ServeConfig(base="/m/b.gguf", **update).forced_skips_router is skips
+def test_the_router_keeps_sessions_only_with_a_learned_policy_and_a_store(update, keeps):
+    """What decides whether a forced request skipping the Router has it note its turn."""
+    assert ServeConfig(base="/m/b.gguf", **update).router_keeps_sessions is keeps
