@@ -11,15 +11,19 @@ Engines (same GGUF, greedy, fixed prompts and max_tokens):
   from this process (one actor hop; two, with the base's name so the Router does not route),
   which splits the graph's cost by hop.
 - `serve`: the whole graph over HTTP (proxy -> Ingress -> Router -> Generator) with the `openai` SDK.
+  A request naming its option (`forced`) skips the Router (proxy -> Ingress -> Generator; a Router
+  that keeps sessions notes its turn meanwhile); with `--via-router`, a second app on the same proxy
+  (`/via-router`, `serve.direct_forced=False`) times it through the Router in the same pass (its
+  idle replicas share the two cores: the other figures of such a run are not the headline).
 - `llama_server`: llama-cpp-python's OpenAI server on the same file, with the `openai` SDK.
 
 Measured: latency p50/p99 and the Serve graph's added latency over `direct` (per-pair
 differences); time to first token (streaming); completion tokens/s and requests/s at each
 `--concurrency`; modifier swap latency (alternating base and `cogumi:<modifier>` against one option
 only); routing overhead (the Router hop: router_handle - generator_handle; and routed `cogumi` vs
-forced base-name requests over HTTP). The headline `serve` engine is `model="cogumi"`: routed.
-Nothing here asserts a timing; the targets (<= 15 ms p50 added, <= 50 ms swap) are reported next
-to the numbers.
+forced base-name requests over HTTP). The `serve` engine is `model="cogumi"`: routed. Nothing here
+asserts a timing; the targets (<= 15 ms p50 added, <= 50 ms swap) are reported next to the
+numbers, the latency one for a forced and for a routed request.
 """
 
 from __future__ import annotations
@@ -356,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads of every engine")
     p.add_argument("--no-llama-server", action="store_true")
+    p.add_argument("--via-router", action="store_true",
+                   help="also time forced requests through the Router (a second app)")
     p.add_argument("--out", help="write the JSON summary here")
     args = p.parse_args(argv)
 
@@ -378,6 +384,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.start(http_options={"host": "127.0.0.1", "port": cfg.port})
     serve.run(build_app(cfg), name=cfg.app_name, route_prefix="/")
     url = f"http://127.0.0.1:{cfg.port}/v1"
+    forced_engines: dict[str, Call] = {}
+    if args.via_router:
+        # The same graph with forced requests through the Router, beside it on the proxy (a small
+        # CPU share for its replicas: only one app is called at a time).
+        via = cfg.model_copy(update={
+            "app_name": cfg.app_name + "-via-router", "route_prefix": "/via-router",
+            "direct_forced": False, "generator": cfg.generator.model_copy(update={"num_cpus": 0.4})})
+        serve.run(build_app(via), name=via.app_name, route_prefix=via.route_prefix)
+        forced_engines["serve_forced_via_router"], _ = http_engine(
+            f"http://127.0.0.1:{cfg.port}/via-router/v1", args.max_tokens)
     gen, direct_call, direct_ttft = direct_engine(cfg, args.max_tokens)
     serve_call, serve_ttft = http_engine(url, args.max_tokens)
     loop = _Loop()
@@ -404,9 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as e:
             notes.append(str(e))
     try:
-        for name, call in calls.items():  # warm-up: first-request costs are not latency
-            for prompt in PROMPTS[:3]:
-                call(prompt, model_of[name])
+        for name, call in [*calls.items(), *forced_engines.items()]:  # first-request costs
+            for prompt in PROMPTS[:3]:                                   # are not latency
+                call(prompt, model_of.get(name, base_name))
         result: dict[str, Any] = {
             "gguf": cfg.base, "adapters": cfg.adapters, "max_tokens": args.max_tokens,
             "threads": args.threads, "cpus": os.cpu_count(), "ray": ray.__version__,
@@ -419,25 +435,33 @@ def main(argv: list[str] | None = None) -> int:
         }
         lat = result["latency"]
         routed_forced = latency({"direct": calls["direct"], "serve": serve_call,
-                                 "serve_forced": serve_call},
-                                {**model_of, "serve_forced": base_name}, args.rounds)
+                                 "serve_forced": serve_call, **forced_engines},
+                                {**model_of, **dict.fromkeys(["serve_forced", *forced_engines],
+                                                             base_name)}, args.rounds)
+        forced, routed = routed_forced["serve_forced"], routed_forced["serve"]
         result["routing"] = {
             "router_hop_p50_ms": round(lat["router_handle"]["p50_ms"]
                                        - lat["generator_handle"]["p50_ms"], 3),
             "policy": policy_cost(cfg),
-            "routed_minus_forced_p50_ms": round(routed_forced["serve"]["p50_ms"]
-                                                - routed_forced["serve_forced"]["p50_ms"], 3),
-            "routed": routed_forced["serve"], "forced": routed_forced["serve_forced"],
+            "routed_minus_forced_p50_ms": round(routed["p50_ms"] - forced["p50_ms"], 3),
+            "routed": routed, "forced": forced,
         }
+        if "serve_forced_via_router" in routed_forced:
+            via_router = routed_forced["serve_forced_via_router"]
+            result["routing"]["forced_via_router"] = via_router
+            result["routing"]["forced_via_router_minus_forced_p50_ms"] = round(
+                via_router["p50_ms"] - forced["p50_ms"], 3)
         if modifier is not None:
             result["swap"] = {"modifier": modifier, "backend_switch": swap_op(gen, modifier), **swap(
                 {"direct": direct_call, "serve": serve_call}, base_name, modifier, args.rounds)}
         else:
             notes.append("no modifiers: swap latency not measured")
-        added = lat["serve"]["added_vs_direct"]["p50_ms"]
+        added = {k: routed_forced[e]["added_vs_direct"]["p50_ms"]
+                 for k, e in (("forced", "serve_forced"), ("routed", "serve"))}
         result["targets"] = {
-            "serve_added_p50_ms": added, "serve_added_p50_target_ms": TARGET_ADDED_P50_MS,
-            "serve_added_p50_ok": added <= TARGET_ADDED_P50_MS,
+            "added_p50_target_ms": TARGET_ADDED_P50_MS,
+            **{f"{k}_added_p50_ms": v for k, v in added.items()},
+            **{f"{k}_added_p50_ok": v <= TARGET_ADDED_P50_MS for k, v in added.items()},
             **({"swap_p50_ms": result["swap"]["serve"]["swap_ms_p50"],
                 "swap_target_ms": TARGET_SWAP_MS,
                 "swap_ok": result["swap"]["serve"]["swap_ms_p50"] <= TARGET_SWAP_MS}
