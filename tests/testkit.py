@@ -5,8 +5,10 @@ would pick whichever was imported last."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def tiny_pairs(n: int = 240) -> list[tuple[str, str]]:
@@ -101,21 +103,31 @@ def running_app(cfg: Any) -> Iterator[str]:
 _LOOP: list[Any] = []  # one event loop thread for the test's own handle calls
 
 
-def replica_stats(app: str, deployment: str = "Generator") -> dict[str, Any]:
-    """A replica's counters (the Generator's or the Router's `stats`), asked from inside an event
-    loop as replicas ask (under RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a handle refuses to work outside
-    one, and it stays bound to the loop it was first used in)."""
+def on_test_loop(make: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
+    """`await make()` on the tests' own event loop thread, as replicas use handles (under
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 a handle refuses to work outside a loop, and it stays bound
+    to the loop it was first used in)."""
     import asyncio
     import threading
-
-    from ray import serve
 
     if not _LOOP:
         _LOOP.append(asyncio.new_event_loop())
         threading.Thread(target=_LOOP[0].run_forever, daemon=True).start()
 
+    async def run() -> T:
+        return await make()
+
+    return asyncio.run_coroutine_threadsafe(run(), _LOOP[0]).result(timeout=timeout)
+
+
+def replica_stats(app: str, deployment: str = "Generator") -> dict[str, Any]:
+    """A replica's counters (the Generator's or the Router's `stats`)."""
+    import asyncio
+
+    from ray import serve
+
     async def ask() -> dict[str, Any]:
         handle = serve.get_deployment_handle(deployment, app_name=app)
         return await asyncio.wait_for(handle.stats.remote(), 30)
 
-    return asyncio.run_coroutine_threadsafe(ask(), _LOOP[0]).result(timeout=60)
+    return on_test_loop(ask)

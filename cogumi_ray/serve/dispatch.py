@@ -11,6 +11,20 @@ from typing import Any
 from cogumi_ray.serve.protocol import BASE, Decision
 
 
+def on_replica_transport(handle: Any) -> Any:
+    """`handle` on the transport of this process's Serve: gRPC on the fast path
+    (RAY_SERVE_USE_GRPC_BY_DEFAULT=1), Ray actor calls otherwise.
+
+    A handle bound into the graph keeps the transport of the process that built the app, read
+    when that process imported Ray Serve; a driver that imported it before `init_ray` exported
+    the fast-path variables (or a `serve run` from a shell without them) would send every hop
+    between replicas as an actor call. On 2 cores that cost a forced request ~2-4 ms p50
+    (benchmarks/serve.py)."""
+    from ray.serve._private.constants import RAY_SERVE_USE_GRPC_BY_DEFAULT
+
+    return handle.options(_by_reference=not RAY_SERVE_USE_GRPC_BY_DEFAULT)
+
+
 def to_generator(generator: Any, decision: Decision, stream: bool = False) -> Any:
     """The Generator handle that answers `decision`: the base on any replica, a modifier by
     Serve's multiplexed model id (a replica that has it loaded is preferred)."""

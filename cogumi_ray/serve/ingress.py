@@ -16,7 +16,7 @@ from contextlib import aclosing
 from typing import Any
 
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.serve.dispatch import relay, routed_counter, to_generator
+from cogumi_ray.serve.dispatch import on_replica_transport, relay, routed_counter, to_generator
 from cogumi_ray.serve.errors import ServeError
 from cogumi_ray.serve.policy import ROUTED, NamePolicy
 from cogumi_ray.serve.protocol import Decision, GenerationRequest, Piece, Routed
@@ -143,7 +143,9 @@ class Ingress:
         names = None
         if generator is not None:  # bound only when cfg.direct_forced
             names = NamePolicy(self.cfg.served_base_name(), list(self.cfg.adapters))
-        self.upstream = HandleUpstream(router, generator, names, self.cfg.router_keeps_sessions)
+            generator = on_replica_transport(generator)
+        self.upstream = HandleUpstream(on_replica_transport(router), generator, names,
+                                       self.cfg.router_keeps_sessions)
 
     def __serve_build_asgi_app__(self) -> Any:
         from cogumi_ray.serve.api import build_api

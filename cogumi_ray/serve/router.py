@@ -28,7 +28,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from cogumi_ray.serve.config import ServeConfig
-from cogumi_ray.serve.dispatch import relay, routed_counter, to_generator
+from cogumi_ray.serve.dispatch import on_replica_transport, relay, routed_counter, to_generator
 from cogumi_ray.serve.policy import ROUTED, make_policy
 from cogumi_ray.serve.protocol import (
     BASE,
@@ -86,7 +86,7 @@ class Router:
                         "training mean instead")
             self._probe = False
         self.modifiers = frozenset(cfg.adapters)
-        self.generator = generator  # DeploymentHandle of the ModelServer
+        self.generator = on_replica_transport(generator)  # DeploymentHandle of the ModelServer
         self.routed = routed_counter()
         self._requests = 0  # complete + stream calls this replica took
         self._notes = 0  # forced turns recorded while the Ingress had them answered

@@ -72,3 +72,4 @@ def test_consumer_task_cancelled_mid_wait_cancels_the_call():
 
     asyncio.run(main())
     assert call.cancels == 1
+

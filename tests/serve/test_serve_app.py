@@ -7,7 +7,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from testkit import replica_stats, running_app
+from testkit import on_test_loop, replica_stats, running_app
 
 from cogumi_ray.generate.config import GenParams, LlamaCppEngineConfig
 from cogumi_ray.serve.config import DeploymentConfig, LimitsConfig, RateLimitConfig, ServeConfig
@@ -114,6 +114,36 @@ def test_forced_requests_skip_the_router(client, cfg):
     assert router_requests() == before
     _chat(client, "cogumi")
     assert router_requests() == before + 1
+
+
+@pytest.mark.parametrize("grpc", [True, False])
+def test_a_bound_handle_takes_the_transport_of_the_process_using_it(base_url, cfg, monkeypatch, grpc):
+    """A handle bound into the graph carries the transport its building process read when it
+    imported Ray Serve; the Ingress and Router re-read their own (Serve's gRPC fast path, or
+    actor calls), and a call over either answers."""
+    from ray import serve
+    from ray.serve._private import constants
+
+    from cogumi_ray.serve.dispatch import on_replica_transport, to_generator
+    from cogumi_ray.serve.protocol import Decision, GenerationRequest
+
+    monkeypatch.setattr(constants, "RAY_SERVE_USE_GRPC_BY_DEFAULT", grpc)
+
+    async def call() -> tuple[bool, bool, bool, int]:
+        built = serve.get_deployment_handle("Generator", app_name=cfg.app_name).options(
+            _by_reference=grpc)  # the other transport, as a driver without the variables binds it
+        handle = on_replica_transport(built)
+        modifier = to_generator(handle, Decision("code", None, "cogumi:code"))
+        request = GenerationRequest([{"role": "user", "content": QUESTION}],
+                                    GenParams(max_new_tokens=4), "cogumi:code")
+        results = await modifier.generate.remote(request)
+        return (built.handle_options._by_reference, handle.handle_options._by_reference,
+                modifier.handle_options._by_reference, results[0].completion_tokens)
+
+    built, replica, per_call, tokens = on_test_loop(call)
+    assert built is grpc  # unchanged: options() makes a copy
+    assert replica is per_call is (not grpc)
+    assert tokens > 0
 
 
 def test_an_adapter_is_loaded_once_and_switched_per_request(client, cfg):
