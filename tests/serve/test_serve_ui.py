@@ -188,15 +188,16 @@ def _open(browser: Any, url: str) -> Any:
 def _ask(page: Any, option: str, text: str) -> None:
     from playwright.sync_api import expect
 
-    # Typing filters Gradio's dropdown and Enter picks the match (its animated list is too
-    # unstable to click reliably). Enter can land before the filter marks the match active;
-    # the dropdown then shows the typed text until it loses focus and reverts, so the pick
-    # is checked after a blur and made again if it did not take.
+    # Typing filters Gradio's dropdown to the one match; the dropdown picks an option on its
+    # mousedown (a click on its animated list misses at times, and Enter does nothing until the
+    # filter has marked the match active). The pick is checked after a blur, which reverts a
+    # pick that did not take, and made again if needed.
     combo = page.locator("#cogumi-model input")
-    for _ in range(3):
+    for _ in range(5):
         combo.fill(option)
-        page.get_by_role("option", name=option, exact=True).wait_for(timeout=WAIT_MS)
-        combo.press("Enter")
+        match = page.get_by_role("option", name=option, exact=True)
+        match.wait_for(timeout=WAIT_MS)
+        match.dispatch_event("mousedown")
         combo.blur()
         page.wait_for_timeout(200)
         if combo.input_value() == option:
