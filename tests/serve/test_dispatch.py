@@ -72,4 +72,3 @@ def test_consumer_task_cancelled_mid_wait_cancels_the_call():
 
     asyncio.run(main())
     assert call.cancels == 1
-
